@@ -1,0 +1,49 @@
+"""Content identifiers, multihashes, varints and DAG-CBOR.
+
+carmigrate's own small, fast implementation of the multiformats it needs on
+hot paths. Everything that takes a CID also takes its string or binary form
+or a ``multiformats.CID`` (see [as_cid][carmigrate.cid.as_cid]);
+[CID.to_multiformats][carmigrate.cid.CID.to_multiformats] goes the other way.
+
+Specs: multiformats CID, multihash, multibase and unsigned-varint; IPLD
+DAG-CBOR.
+"""
+
+from carmigrate.cid._cid import CID, CIDLike, as_cid
+from carmigrate.cid._codes import CODECS, HASHES, codec_name, hash_name
+from carmigrate.cid._dagcbor import IPLDValue, decode_dag_cbor, encode_dag_cbor
+from carmigrate.cid._multibase import BASES, multibase_decode, multibase_encode
+from carmigrate.cid._multihash import (
+    HashCheck,
+    Multihash,
+    UnsupportedHash,
+    hash_digest,
+    supported_hashes,
+)
+from carmigrate.cid._types import Buffer
+from carmigrate.cid._varint import MAX_VARINT_BYTES, decode_varint, encode_varint
+
+__all__ = [
+    "BASES",
+    "CID",
+    "CIDLike",
+    "CODECS",
+    "HASHES",
+    "Buffer",
+    "HashCheck",
+    "IPLDValue",
+    "MAX_VARINT_BYTES",
+    "Multihash",
+    "UnsupportedHash",
+    "as_cid",
+    "codec_name",
+    "decode_dag_cbor",
+    "decode_varint",
+    "encode_dag_cbor",
+    "encode_varint",
+    "hash_digest",
+    "hash_name",
+    "multibase_decode",
+    "multibase_encode",
+    "supported_hashes",
+]

@@ -1,0 +1,222 @@
+"""The single exception tree of carmigrate.
+
+Every error carmigrate raises on purpose derives from [CarmigrateError][]. Where a
+builtin is the natural thing to catch, the error also derives from it, so
+``except FileNotFoundError`` keeps working around a store and ``except
+ValueError`` around a parser::
+
+    CarmigrateError
+    ├── StorageError
+    │   ├── ObjectNotFound        (also FileNotFoundError)
+    │   ├── ObjectExists          (also FileExistsError)
+    │   ├── InvalidKey            (also ValueError)
+    │   ├── ColdObject            needs a restore first; carries restore state
+    │   └── BackendUnavailable    transient
+    ├── FormatError               (also ValueError)
+    │   ├── CarFormatError        carries .offset
+    │   ├── LimitExceeded         carries .limit and .actual
+    │   └── BlockHashMismatch     carries .cid and .offset
+    ├── PieceError                (also ValueError)
+    ├── AggregateError
+    │   └── AggregateFullError    carries the reason
+    ├── PlanError
+    └── VerificationError         groups per-item mismatches
+
+Every error has a ``transient`` attribute: ``True`` when the same call may
+succeed if retried (a throttled or unreachable backend), ``False`` when it
+will fail again. Retry logic reads only that attribute. Messages name the
+object, the byte offset and the limit involved.
+
+Vendor errors (botocore, ``OSError``) are translated into this tree at the
+storage backend boundary and nowhere else; the original is kept as
+``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AggregateError",
+    "AggregateFullError",
+    "BackendUnavailable",
+    "BlockHashMismatch",
+    "CarFormatError",
+    "CarmigrateError",
+    "ColdObject",
+    "FormatError",
+    "InvalidKey",
+    "LimitExceeded",
+    "ObjectExists",
+    "ObjectNotFound",
+    "PieceError",
+    "PlanError",
+    "StorageError",
+    "VerificationError",
+]
+
+
+class CarmigrateError(Exception):
+    """Base class of every error carmigrate raises on purpose.
+
+    Attributes:
+        transient: ``True`` if retrying the same operation may succeed.
+            Subclasses set a class default; an instance may override it.
+    """
+
+    transient: bool = False
+
+
+class StorageError(CarmigrateError):
+    """A store could not carry out an operation.
+
+    Args:
+        message: What failed, naming the store and key.
+        key: The object key involved, if any.
+        transient: Override of the class default for retries.
+    """
+
+    def __init__(
+        self, message: str, *, key: str | None = None, transient: bool | None = None
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        if transient is not None:
+            self.transient = transient
+
+
+class ObjectNotFound(StorageError, FileNotFoundError):  # noqa: N818
+    """The object does not exist under the given key."""
+
+
+class ObjectExists(StorageError, FileExistsError):  # noqa: N818
+    """An if-absent write found an object already under the key."""
+
+
+class InvalidKey(StorageError, ValueError):  # noqa: N818
+    """The key is not acceptable to the store (escapes its root, has NUL, ...)."""
+
+
+class ColdObject(StorageError):  # noqa: N818
+    """The object sits in a cold tier and must be restored before it is read.
+
+    Args:
+        message: What failed.
+        key: The object key.
+        storage_class: The object's storage class (for example ``GLACIER``).
+        restore_in_progress: Whether a restore was already requested.
+        restore_expiry: When a finished restore expires, as the backend
+            reported it, if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        storage_class: str | None = None,
+        restore_in_progress: bool = False,
+        restore_expiry: str | None = None,
+    ) -> None:
+        super().__init__(message, key=key)
+        self.storage_class = storage_class
+        self.restore_in_progress = restore_in_progress
+        self.restore_expiry = restore_expiry
+
+
+class BackendUnavailable(StorageError):  # noqa: N818
+    """The backend is throttling, unreachable or failing; retry later."""
+
+    transient = True
+
+
+class FormatError(CarmigrateError, ValueError):
+    """Bytes do not follow the format they claim (CID, CAR, DAG-CBOR, ...)."""
+
+
+class CarFormatError(FormatError):
+    """A CAR file is malformed.
+
+    Args:
+        message: What was expected and what was found.
+        offset: Byte offset in the file where the problem was detected.
+    """
+
+    def __init__(self, message: str, *, offset: int) -> None:
+        super().__init__(f"{message} (at byte offset {offset})")
+        self.offset = offset
+        self.reason = message
+
+
+class LimitExceeded(CarFormatError):
+    """A length read from untrusted input exceeds a configured limit.
+
+    Raised before anything of that length is allocated.
+
+    Args:
+        what: Which quantity exceeded its limit (``"header"``, ``"section"``).
+        limit: The configured limit, in bytes.
+        actual: The length the input declared.
+        offset: Byte offset of the length prefix.
+    """
+
+    def __init__(self, what: str, *, limit: int, actual: int, offset: int) -> None:
+        super().__init__(
+            f"{what} length {actual} exceeds the limit of {limit} bytes", offset=offset
+        )
+        self.what = what
+        self.limit = limit
+        self.actual = actual
+
+
+class BlockHashMismatch(CarFormatError):
+    """A block's bytes do not hash to the digest in its CID.
+
+    Args:
+        cid: The CID, as a string.
+        offset: Byte offset of the block's data in the file.
+        message: Optional detail; a default naming the CID is used otherwise.
+    """
+
+    def __init__(self, cid: str, *, offset: int, message: str | None = None) -> None:
+        super().__init__(message or f"block data does not match CID {cid}", offset=offset)
+        self.cid = cid
+
+
+class PieceError(CarmigrateError, ValueError):
+    """A piece size, PieceCID or commP input is invalid."""
+
+
+class AggregateError(CarmigrateError):
+    """An FRC-0058 aggregate cannot be built or checked as asked."""
+
+
+class AggregateFullError(AggregateError):
+    """A piece does not fit in the aggregate.
+
+    Args:
+        reason: Why it does not fit (count limit, size, alignment).
+        failed_at: 0-based position of the piece that did not fit, if known.
+    """
+
+    def __init__(self, reason: str, *, failed_at: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.failed_at = failed_at
+
+
+class PlanError(CarmigrateError):
+    """A migration plan is invalid or does not match the ledger."""
+
+
+class VerificationError(CarmigrateError):
+    """One or more items failed verification.
+
+    Args:
+        message: Summary.
+        failures: The per-item errors, in the order they were found.
+    """
+
+    def __init__(self, message: str, failures: Sequence[Exception] = ()) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)
