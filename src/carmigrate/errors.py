@@ -34,7 +34,10 @@ storage backend boundary and nowhere else; the original is kept as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "AggregateError",
@@ -85,19 +88,19 @@ class StorageError(CarmigrateError):
             self.transient = transient
 
 
-class ObjectNotFound(StorageError, FileNotFoundError):  # noqa: N818
+class ObjectNotFound(StorageError, FileNotFoundError):
     """The object does not exist under the given key."""
 
 
-class ObjectExists(StorageError, FileExistsError):  # noqa: N818
+class ObjectExists(StorageError, FileExistsError):
     """An if-absent write found an object already under the key."""
 
 
-class InvalidKey(StorageError, ValueError):  # noqa: N818
+class InvalidKey(StorageError, ValueError):
     """The key is not acceptable to the store (escapes its root, has NUL, ...)."""
 
 
-class ColdObject(StorageError):  # noqa: N818
+class ColdObject(StorageError):
     """The object sits in a cold tier and must be restored before it is read.
 
     Args:
@@ -124,7 +127,7 @@ class ColdObject(StorageError):  # noqa: N818
         self.restore_expiry = restore_expiry
 
 
-class BackendUnavailable(StorageError):  # noqa: N818
+class BackendUnavailable(StorageError):
     """The backend is throttling, unreachable or failing; retry later."""
 
     transient = True
@@ -179,7 +182,9 @@ class BlockHashMismatch(CarFormatError):
     """
 
     def __init__(self, cid: str, *, offset: int, message: str | None = None) -> None:
-        super().__init__(message or f"block data does not match CID {cid}", offset=offset)
+        super().__init__(
+            message or f"block data does not match CID {cid}", offset=offset
+        )
         self.cid = cid
 
 

@@ -25,11 +25,11 @@ from carmigrate.cid._varint import MAX_VARINT_BYTES, decode_varint, encode_varin
 
 __all__ = [
     "BASES",
+    "Buffer",
     "CID",
     "CIDLike",
     "CODECS",
     "HASHES",
-    "Buffer",
     "HashCheck",
     "IPLDValue",
     "MAX_VARINT_BYTES",

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, SupportsBytes, TypeAlias, final
 
 from carmigrate.cid._codes import CODECS, HASHES, codec_name
-from carmigrate.cid._multibase import b58decode, b58encode, multibase_decode, multibase_encode
+from carmigrate.cid._multibase import (
+    b58decode,
+    b58encode,
+    multibase_decode,
+    multibase_encode,
+)
 from carmigrate.cid._multihash import HashCheck, Multihash, UnsupportedHash, hash_digest
 from carmigrate.cid._varint import decode_varint, encode_varint
 from carmigrate.errors import FormatError
@@ -79,7 +84,11 @@ class CID:
         code = _resolve(codec, CODECS, "codec")
         mh = bytes(multihash)
         if version == 0:
-            if code != _DAG_PB or multihash.code != _SHA256 or len(multihash.digest) != 32:
+            if (
+                code != _DAG_PB
+                or multihash.code != _SHA256
+                or len(multihash.digest) != 32
+            ):
                 msg = "CIDv0 requires codec dag-pb and a 32-byte sha2-256 multihash"
                 raise ValueError(msg)
             return _make(mh, 2)
@@ -95,7 +104,7 @@ class CID:
         data: Buffer,
         *,
         codec: str | int = "raw",
-        hash: str | int = "sha2-256",  # noqa: A002
+        hash: str | int = "sha2-256",
         version: int = 1,
     ) -> CID:
         """Hash ``data`` and return its CID (CIDv1 raw/sha2-256 by default).
@@ -132,7 +141,10 @@ class CID:
             return cls.from_bytes(b58decode(text))
         _, data = multibase_decode(text)
         if data[:1] == b"\x12":
-            msg = f"{text!r}: a CIDv0 must be written in base58btc without a multibase prefix"
+            msg = (
+                f"{text!r}: a CIDv0 must be written in base58btc "
+                "without a multibase prefix"
+            )
             raise FormatError(msg)
         return cls.from_bytes(data)
 
@@ -247,7 +259,7 @@ class CID:
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is CID:
-            return self._buf == other._buf  # type: ignore[attr-defined,no-any-return]
+            return self._buf == other._buf
         return NotImplemented
 
     def __lt__(self, other: CID) -> bool:
@@ -301,13 +313,13 @@ class CID:
 
     def to_multiformats(self) -> object:
         """This CID as a ``multiformats.CID`` (needs the ``multiformats`` package)."""
-        from multiformats import CID as MultiformatsCID  # noqa: PLC0415
+        from multiformats import CID as MultiformatsCID
 
         return MultiformatsCID.decode(self._buf)
 
 
-_set_buf = CID._buf.__set__  # type: ignore[attr-defined]
-_set_dstart = CID._dstart.__set__  # type: ignore[attr-defined]
+_set_buf = CID.__dict__["_buf"].__set__
+_set_dstart = CID.__dict__["_dstart"].__set__
 _new = object.__new__
 
 
@@ -332,7 +344,10 @@ def _read(buf: Buffer, offset: int) -> tuple[CID, int]:
             raise FormatError(msg)
         return _make(bytes(buf[offset:end]), 2), end
     if b0 != 1:
-        msg = f"expected CID version 1 or a CIDv0 multihash at offset {offset}, found byte 0x{b0:02x}"
+        msg = (
+            f"expected CID version 1 or a CIDv0 multihash at offset {offset}, "
+            f"found byte 0x{b0:02x}"
+        )
         raise FormatError(msg)
     pos = offset + 1
     if pos + 3 <= n and buf[pos] < 0x80 and buf[pos + 1] < 0x80 and buf[pos + 2] < 0x80:
@@ -349,8 +364,12 @@ def _read(buf: Buffer, offset: int) -> tuple[CID, int]:
             f"but only {n - dstart} bytes follow"
         )
         raise FormatError(msg)
-    raw = buf if (offset == 0 and end == n and buf.__class__ is bytes) else bytes(buf[offset:end])
-    return _make(raw, dstart - offset), end  # type: ignore[arg-type]
+    raw = (
+        buf
+        if (offset == 0 and end == n and buf.__class__ is bytes)
+        else bytes(buf[offset:end])
+    )
+    return _make(raw, dstart - offset), end
 
 
 def as_cid(value: CIDLike) -> CID:
@@ -361,7 +380,7 @@ def as_cid(value: CIDLike) -> CID:
         TypeError: If the value is of no accepted type.
     """
     if value.__class__ is CID:
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, str):
         return CID.from_string(value)
     if isinstance(value, bytes | bytearray | memoryview):

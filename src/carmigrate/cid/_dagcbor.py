@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["IPLDValue", "decode_dag_cbor", "encode_dag_cbor"]
 
 IPLDValue: TypeAlias = (
-    "None | bool | int | float | str | bytes | CID | list[IPLDValue] | dict[str, IPLDValue]"
+    "bool | int | float | str | bytes | CID | list[IPLDValue] | dict[str, IPLDValue]"
+    " | None"
 )
 """A value of the IPLD data model as carmigrate represents it."""
 
@@ -134,7 +135,7 @@ def encode_dag_cbor(value: object) -> bytes:
 
 
 class _Decoder:
-    __slots__ = ("buf", "base", "n", "pos")
+    __slots__ = ("base", "buf", "n", "pos")
 
     def __init__(self, buf: Buffer, base: int) -> None:
         self.buf = buf
@@ -195,11 +196,15 @@ class _Decoder:
                 raise self.fail("string is not valid UTF-8", start) from None
         if major == 4:
             if val > self.n - self.pos:
-                raise self.fail(f"list of {val} items cannot fit in the remaining bytes", start)
+                raise self.fail(
+                    f"list of {val} items cannot fit in the remaining bytes", start
+                )
             return [self.value(depth + 1) for _ in range(val)]
         if major == 5:
             if val > self.n - self.pos:
-                raise self.fail(f"map of {val} entries cannot fit in the remaining bytes", start)
+                raise self.fail(
+                    f"map of {val} entries cannot fit in the remaining bytes", start
+                )
             out: dict[str, object] = {}
             prev: bytes | None = None
             for _ in range(val):
@@ -227,7 +232,9 @@ class _Decoder:
                 raise self.fail("tag 42 must wrap a byte string", bstart)
             raw = self.take(blen)
             if raw[:1] != b"\x00":
-                raise self.fail("a CID in tag 42 must start with the 0x00 multibase prefix", bstart)
+                raise self.fail(
+                    "a CID in tag 42 must start with the 0x00 multibase prefix", bstart
+                )
             try:
                 return CID.from_bytes(raw[1:])
             except FormatError as exc:

@@ -143,7 +143,9 @@ def multibase_decode(text: str) -> tuple[str, bytes]:
         if prefix in "fF":
             return ("base16" if prefix == "f" else "base16upper"), bytes.fromhex(body)
         if prefix == "m":
-            return "base64", base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+            return "base64", base64.b64decode(
+                body + "=" * (-len(body) % 4), validate=True
+            )
         if prefix == "u":
             return "base64url", base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError) as exc:

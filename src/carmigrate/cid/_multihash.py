@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, final
 
 from carmigrate.cid._codes import HASHES, hash_name
@@ -12,12 +11,20 @@ from carmigrate.cid._varint import decode_varint, encode_varint
 from carmigrate.errors import FormatError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from carmigrate.cid._types import Buffer
 
-__all__ = ["HashCheck", "Multihash", "UnsupportedHash", "hash_digest", "supported_hashes"]
+__all__ = [
+    "HashCheck",
+    "Multihash",
+    "UnsupportedHash",
+    "hash_digest",
+    "supported_hashes",
+]
 
 
-class UnsupportedHash(FormatError):  # noqa: N818
+class UnsupportedHash(FormatError):
     """A digest cannot be checked because its hash function is not supported.
 
     Args:
@@ -27,7 +34,8 @@ class UnsupportedHash(FormatError):  # noqa: N818
     def __init__(self, code: int) -> None:
         super().__init__(
             f"hash function {hash_name(code)} (0x{code:x}) is not supported for "
-            f"verification; supported: {', '.join(hash_name(c) for c in sorted(_HASHERS))}"
+            "verification; supported: "
+            + ", ".join(hash_name(c) for c in sorted(_HASHERS))
         )
         self.code = code
 
@@ -170,7 +178,9 @@ class Multihash:
         return self._digest
 
     def __bytes__(self) -> bytes:
-        return encode_varint(self._code) + encode_varint(len(self._digest)) + self._digest
+        return (
+            encode_varint(self._code) + encode_varint(len(self._digest)) + self._digest
+        )
 
     def check(self, data: Buffer) -> HashCheck:
         """Compare ``data`` against this digest.

@@ -42,7 +42,9 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def decode_varint(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int]:
+def decode_varint(
+    buf: bytes | bytearray | memoryview, offset: int = 0
+) -> tuple[int, int]:
     """Decode one unsigned varint from ``buf`` starting at ``offset``.
 
     Args:
@@ -73,7 +75,10 @@ def decode_varint(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple
             msg = f"varint starting at offset {offset} is cut short by the end of data"
             raise FormatError(msg)
         if pos - offset >= MAX_VARINT_BYTES:
-            msg = f"varint starting at offset {offset} is longer than {MAX_VARINT_BYTES} bytes"
+            msg = (
+                f"varint starting at offset {offset} is longer than "
+                f"{MAX_VARINT_BYTES} bytes"
+            )
             raise FormatError(msg)
         b = buf[pos]
         pos += 1

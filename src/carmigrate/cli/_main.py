@@ -14,12 +14,14 @@ __all__ = ["build_parser", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    from carmigrate.cli import _car  # noqa: PLC0415
+def _registrars() -> list[
+    Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+]:
+    from carmigrate.cli import _car
 
     regs = [_car.register]
     try:
-        from carmigrate.cli import _commp  # noqa: PLC0415
+        from carmigrate.cli import _commp
     except ImportError:  # pragma: no cover - until the commP command lands
         pass
     else:
@@ -34,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Move content-addressed data between stores, verify it, "
         "and pack it into Filecoin deals.",
     )
-    parser.add_argument("--version", action="version", version=f"carmigrate {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"carmigrate {__version__}"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in _registrars():
         register(sub)
