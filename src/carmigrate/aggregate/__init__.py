@@ -1,0 +1,62 @@
+"""FRC-0058 aggregates: placement, data segment index, proofs, packing.
+
+Pieces are laid out in a deal aligned to their own padded size, an index of
+checksummed entries is written at the end of the deal, and the aggregate's
+commitment is computed from the piece commitments alone. Inclusion proofs
+show a piece is both a subtree of the deal and named by a valid index entry;
+they verify offline against the aggregate's root and size.
+
+Spec: FRC-0058 (verifiable data aggregation); commp-spec §7 to §9.
+"""
+
+from carmigrate.aggregate._builder import (
+    Aggregate,
+    AggregateBuilder,
+    Estimate,
+    Piece,
+    Placement,
+    check_deal_size,
+)
+from carmigrate.aggregate._index import ENTRY_SIZE, IndexEntry, index_start, max_entries
+from carmigrate.aggregate._packing import (
+    POLICIES,
+    SPADE_DEAL_SIZE,
+    SPADE_PAYLOAD_WINDOW,
+    PackingConstraints,
+    PackItem,
+    PackResult,
+    PlannedAggregate,
+    Policy,
+    in_order,
+    largest_first,
+    pack,
+    smallest_first,
+)
+from carmigrate.aggregate._proof import InclusionProof, ProofData
+
+__all__ = [
+    "ENTRY_SIZE",
+    "POLICIES",
+    "SPADE_DEAL_SIZE",
+    "SPADE_PAYLOAD_WINDOW",
+    "Aggregate",
+    "AggregateBuilder",
+    "Estimate",
+    "InclusionProof",
+    "IndexEntry",
+    "PackItem",
+    "PackResult",
+    "PackingConstraints",
+    "Piece",
+    "Placement",
+    "PlannedAggregate",
+    "Policy",
+    "ProofData",
+    "check_deal_size",
+    "in_order",
+    "index_start",
+    "largest_first",
+    "max_entries",
+    "pack",
+    "smallest_first",
+]

@@ -1,0 +1,597 @@
+"""Packing policies: which pieces go into which aggregate, in what order.
+
+Every policy is a pure function ``(items, constraints, now) -> PackResult``.
+Nothing is hashed here: a policy only decides membership and layout order;
+[PlannedAggregate.build][carmigrate.aggregate.PlannedAggregate.build] turns a
+decision into an [Aggregate][carmigrate.aggregate.Aggregate].
+
+Policies:
+
+- ``in_order`` — data-segment's: place pieces in the order given; when the
+  next one does not fit, close the aggregate and start a new one.
+- ``smallest_first`` — the deployed w3up aggregator's: sort by padded size,
+  smallest first, place in that order and stop at the first piece that no
+  longer fits. Every larger piece then lands on a larger alignment boundary,
+  leaving holes.
+- ``largest_first`` — carmigrate's: biggest pieces first, so every offset is
+  already aligned and no hole opens; the space left is filled best-fit with
+  the largest piece that still fits, and the gap after prepended pieces is
+  filled with small pieces before any large one is placed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final
+
+import attrs
+
+from carmigrate.aggregate._builder import (
+    Aggregate,
+    AggregateBuilder,
+    Piece,
+    check_deal_size,
+)
+from carmigrate.aggregate._index import index_start, max_entries
+from carmigrate.errors import AggregateError
+
+__all__ = [
+    "POLICIES",
+    "SPADE_DEAL_SIZE",
+    "SPADE_PAYLOAD_WINDOW",
+    "PackItem",
+    "PackResult",
+    "PackingConstraints",
+    "PlannedAggregate",
+    "Policy",
+    "in_order",
+    "largest_first",
+    "pack",
+    "smallest_first",
+]
+
+SPADE_DEAL_SIZE: Final = 1 << 35
+"""32 GiB: the padded deal size Spade takes."""
+
+SPADE_PAYLOAD_WINDOW: Final = (1 + 127 * (1 << 27), 127 * (1 << 28))
+"""Spade's inclusive window for an aggregate's unpadded size, in bytes."""
+
+
+@attrs.frozen
+class PackItem:
+    """A piece offered for packing, with what the constraints need to know.
+
+    Attributes:
+        piece: The piece (its root and padded size).
+        key: A unique name for the piece (for example its PieceCID string);
+            used to report placements and deduplicate.
+        payload_size: The payload's real size in bytes, if known (for
+            payload-fill statistics; defaults to the unpadded piece size).
+        group: Pieces sharing a group must land in the same aggregate (the
+            shards of one upload). ``None`` for no constraint.
+        tenant: Pieces of different tenants never share an aggregate when
+            ``PackingConstraints.isolate_tenants`` is set.
+        received: When the piece was offered (seconds, any epoch), for the
+            age deadline and wait statistics.
+        priority: Higher first within equal sizes (re-buffered pieces of a
+            rejected aggregate get a higher priority).
+    """
+
+    piece: Piece
+    key: str
+    payload_size: int | None = None
+    group: str | None = None
+    tenant: str | None = None
+    received: float = 0.0
+    priority: int = 0
+
+    @property
+    def size(self) -> int:
+        """The padded piece size."""
+        return self.piece.padded_size
+
+    @property
+    def payload(self) -> int:
+        """Payload bytes: the real size if known, else the unpadded piece size."""
+        if self.payload_size is not None:
+            return self.payload_size
+        return self.size // 128 * 127
+
+
+def _default_window(deal_size: int) -> tuple[int, int]:
+    cap = deal_size // 128 * 127
+    return (cap // 2 + 1, cap)
+
+
+@attrs.frozen
+class PackingConstraints:
+    """The rules an aggregate must satisfy.
+
+    Attributes:
+        deal_size: Padded deal size (power of two).
+        payload_window: Inclusive bounds on an aggregate's unpadded size (the
+            sum of its pieces' unpadded sizes) for it to be emitted as full.
+            Default: Spade's window for 32 GiB deals, and likewise "more
+            than half of the deal's unpadded capacity" for other sizes.
+        max_pieces: Upper bound on pieces per aggregate (besides the index's
+            own limit), ``None`` for none.
+        prepend: Pieces placed first in every aggregate, in this order (for
+            example a small valid CAR, as storage providers read the start
+            of an aggregate as a CAR).
+        isolate_tenants: Never mix pieces of different tenants.
+        max_age: Seconds after which the oldest waiting piece forces a
+            partly full aggregate out (a deadline flush); ``None`` for never.
+    """
+
+    deal_size: int = SPADE_DEAL_SIZE
+    payload_window: tuple[int, int] | None = None
+    max_pieces: int | None = None
+    prepend: tuple[Piece, ...] = ()
+    isolate_tenants: bool = False
+    max_age: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        check_deal_size(self.deal_size)
+        if self.max_pieces is not None and self.max_pieces < 1:
+            msg = f"max_pieces must be at least 1, got {self.max_pieces}"
+            raise AggregateError(msg)
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The payload window in force (explicit, or the default for the size)."""
+        if self.payload_window is not None:
+            return self.payload_window
+        if self.deal_size == SPADE_DEAL_SIZE:
+            return SPADE_PAYLOAD_WINDOW
+        return _default_window(self.deal_size)
+
+    @property
+    def piece_limit(self) -> int:
+        """Most pieces an aggregate may hold, prepended pieces included."""
+        limit = max_entries(self.deal_size)
+        return limit if self.max_pieces is None else min(limit, self.max_pieces)
+
+
+@attrs.frozen
+class PlannedAggregate:
+    """A packing decision: which items, in which layout order, and its cost.
+
+    Attributes:
+        deal_size: Padded deal size.
+        prepend: Prepended pieces, laid out first.
+        items: The packed items, in layout order (after the prepends).
+        offsets: Padded offset of every prepended piece and item, in order.
+        reason: ``"full"`` (the payload window was reached or nothing more
+            fits) or ``"deadline"`` (flushed by age).
+    """
+
+    deal_size: int
+    prepend: tuple[Piece, ...]
+    items: tuple[PackItem, ...]
+    offsets: tuple[int, ...]
+    reason: str
+
+    @property
+    def pieces(self) -> tuple[Piece, ...]:
+        """All pieces in layout order, prepended ones first."""
+        return self.prepend + tuple(i.piece for i in self.items)
+
+    @property
+    def used(self) -> int:
+        """Padded bytes covered by pieces."""
+        return sum(p.padded_size for p in self.pieces)
+
+    @property
+    def data_end(self) -> int:
+        """Padded offset just past the last piece."""
+        sizes = [p.padded_size for p in self.pieces]
+        return self.offsets[-1] + sizes[-1] if sizes else 0
+
+    @property
+    def alignment_waste(self) -> int:
+        """Padded bytes of holes between pieces (lost to alignment)."""
+        return self.data_end - self.used
+
+    @property
+    def unpadded_size(self) -> int:
+        """Sum of the pieces' unpadded sizes (what the payload window bounds)."""
+        return self.used // 128 * 127
+
+    @property
+    def payload(self) -> int:
+        """Payload bytes of the items (real sizes where known) and prepends."""
+        pre = sum(p.padded_size // 128 * 127 for p in self.prepend)
+        return pre + sum(i.payload for i in self.items)
+
+    @property
+    def padding_cost(self) -> int:
+        """Padded bytes of the deal not covered by pieces (index included)."""
+        return self.deal_size - self.used
+
+    def build(self) -> Aggregate:
+        """Place the pieces in layout order and compute the aggregate.
+
+        Raises:
+            AggregateError: If the layout does not reproduce the planned
+                offsets (a bug in a policy).
+        """
+        builder = AggregateBuilder(self.deal_size)
+        for piece, offset in zip(self.pieces, self.offsets, strict=True):
+            placed = builder.add(piece)
+            if placed.offset != offset:
+                msg = (
+                    f"planned offset {offset} but the builder placed at {placed.offset}"
+                )
+                raise AggregateError(msg)
+        return builder.build()
+
+
+@attrs.frozen
+class PackResult:
+    """What a policy decided.
+
+    Attributes:
+        aggregates: The aggregates to build, in order.
+        leftover: Items still waiting (not enough for a full aggregate yet).
+    """
+
+    aggregates: tuple[PlannedAggregate, ...]
+    leftover: tuple[PackItem, ...]
+
+
+Policy = Callable[[Sequence[PackItem], PackingConstraints, float | None], PackResult]
+"""A packing policy: ``(items, constraints, now) -> PackResult``; pure."""
+
+
+class _Layout:
+    """One aggregate being filled: in-order placement with the deal's limits."""
+
+    def __init__(self, c: PackingConstraints) -> None:
+        self.c = c
+        self.limit = index_start(c.deal_size)
+        self.max_count = c.piece_limit
+        self.end = 0
+        self.count = 0
+        self.offsets: list[int] = []
+        self.items: list[PackItem] = []
+        self.used = 0
+        for p in c.prepend:
+            if not self._place(p.padded_size):
+                msg = "the prepended pieces alone do not fit the deal"
+                raise AggregateError(msg)
+
+    def _fits(self, size: int) -> int | None:
+        offset = -(-self.end // size) * size
+        if self.count + 1 > self.max_count or offset + size > self.limit:
+            return None
+        return offset
+
+    def _place(self, size: int) -> bool:
+        offset = self._fits(size)
+        if offset is None:
+            return False
+        self.offsets.append(offset)
+        self.end = offset + size
+        self.count += 1
+        self.used += size
+        return True
+
+    def try_add(self, item: PackItem) -> bool:
+        if self._place(item.size):
+            self.items.append(item)
+            return True
+        return False
+
+    def try_add_group(self, items: Sequence[PackItem]) -> bool:
+        """All of ``items`` (largest first) or none."""
+        saved = (self.end, self.count, self.used, len(self.offsets))
+        ordered = sorted(items, key=lambda i: -i.size)
+        for it in ordered:
+            if not self._place(it.size):
+                self.end, self.count, self.used, n = saved
+                del self.offsets[n:]
+                return False
+        self.items.extend(ordered)
+        return True
+
+    @property
+    def unpadded(self) -> int:
+        return self.used // 128 * 127
+
+    def in_window(self) -> bool:
+        lo, hi = self.c.window
+        return lo <= self.unpadded <= hi
+
+    def plan(self, reason: str) -> PlannedAggregate:
+        return PlannedAggregate(
+            self.c.deal_size,
+            self.c.prepend,
+            tuple(self.items),
+            tuple(self.offsets),
+            reason,
+        )
+
+
+def _units(items: Iterable[PackItem]) -> list[list[PackItem]]:
+    """Group items: a unit is one ungrouped item or all items of one group."""
+    groups: dict[str, list[PackItem]] = defaultdict(list)
+    units: list[list[PackItem]] = []
+    for it in items:
+        if it.group is None:
+            units.append([it])
+        else:
+            if it.group not in groups:
+                units.append(groups[it.group])
+            groups[it.group].append(it)
+    return units
+
+
+def _partition(
+    items: Sequence[PackItem], c: PackingConstraints
+) -> list[list[PackItem]]:
+    if not c.isolate_tenants:
+        return [list(items)]
+    by: dict[str | None, list[PackItem]] = defaultdict(list)
+    for it in items:
+        by[it.tenant].append(it)
+    return list(by.values())
+
+
+def _deadline_due(
+    units: Sequence[Sequence[PackItem]], c: PackingConstraints, now: float | None
+) -> bool:
+    if c.max_age is None or now is None or not units:
+        return False
+    oldest = min(i.received for u in units for i in u)
+    return now - oldest >= c.max_age
+
+
+def _sequential(
+    items: Sequence[PackItem],
+    c: PackingConstraints,
+    now: float | None,
+    order: Callable[[list[list[PackItem]]], list[list[PackItem]]],
+    *,
+    stop_at_first_misfit: bool,
+) -> PackResult:
+    out: list[PlannedAggregate] = []
+    left: list[PackItem] = []
+    for part in _partition(items, c):
+        units = order(_units(part))
+        while units:
+            layout = _Layout(c)
+            rest: list[list[PackItem]] = []
+            closed = False
+            for k, u in enumerate(units):
+                if closed:
+                    rest.append(u)
+                    continue
+                ok = layout.try_add_group(u)
+                if not ok:
+                    if not layout.items:
+                        msg = f"piece {u[0].key} cannot fit even an empty aggregate"
+                        raise AggregateError(msg)
+                    rest.append(u)
+                    if stop_at_first_misfit:
+                        closed = True
+                        rest.extend(units[k + 1 :])
+                        break
+            if closed or layout.in_window():
+                out.append(layout.plan("full"))
+                units = rest
+                continue
+            if _deadline_due(units, c, now):
+                out.append(layout.plan("deadline"))
+                units = rest
+                continue
+            left.extend(i for u in units for i in u)
+            break
+    return PackResult(tuple(out), tuple(left))
+
+
+def in_order(
+    items: Sequence[PackItem], constraints: PackingConstraints, now: float | None = None
+) -> PackResult:
+    """data-segment's policy: place in the order given; close when one does not fit.
+
+    An aggregate closed because its next piece did not fit is emitted even
+    below the payload window (the order is the caller's to choose); a tail
+    that fits entirely is emitted only when it reaches the window or the age
+    deadline passes.
+
+    Raises:
+        AggregateError: If a piece cannot fit even an empty aggregate.
+    """
+    return _sequential(items, constraints, now, lambda u: u, stop_at_first_misfit=True)
+
+
+def smallest_first(
+    items: Sequence[PackItem], constraints: PackingConstraints, now: float | None = None
+) -> PackResult:
+    """The deployed w3up aggregator's policy: ascending padded size, in that order.
+
+    Pieces are sorted by padded size (smallest first, higher priority first
+    within a size) and placed in that order until one does not fit.
+
+    Raises:
+        AggregateError: If a piece cannot fit even an empty aggregate.
+    """
+
+    def order(units: list[list[PackItem]]) -> list[list[PackItem]]:
+        return sorted(
+            units, key=lambda u: (max(i.size for i in u), -max(i.priority for i in u))
+        )
+
+    return _sequential(items, constraints, now, order, stop_at_first_misfit=True)
+
+
+def largest_first(
+    items: Sequence[PackItem], constraints: PackingConstraints, now: float | None = None
+) -> PackResult:
+    """Carmigrate's policy: no alignment holes, the rest filled best-fit.
+
+    Units (single pieces, or whole groups) are taken largest first; when the
+    largest remaining does not fit, the largest one that still fits goes in.
+    Since padded sizes are powers of two, placing them in descending order
+    keeps every offset aligned, so no space is lost to alignment; after
+    prepended pieces, the hole up to the next large boundary is filled with
+    small pieces first. An aggregate is emitted when it reaches the payload
+    window (or nothing more fits), or at the age deadline.
+
+    Raises:
+        AggregateError: If a piece cannot fit even an empty aggregate.
+    """
+    out: list[PlannedAggregate] = []
+    left: list[PackItem] = []
+    for part in _partition(items, constraints):
+        emitted, rest = _fill_largest_first(part, constraints, now)
+        out.extend(emitted)
+        left.extend(rest)
+    return PackResult(tuple(out), tuple(left))
+
+
+class _Buckets:
+    """Single (ungrouped) items bucketed by padded size, priority order within."""
+
+    def __init__(self, singles: Iterable[PackItem]) -> None:
+        self.by_size: dict[int, list[tuple[int, int, PackItem]]] = defaultdict(list)
+        counter = itertools.count()
+        for it in singles:
+            self.by_size[it.size].append((-it.priority, next(counter), it))
+        for heap in self.by_size.values():
+            heapq.heapify(heap)
+
+    def sizes_desc(self) -> list[int]:
+        return sorted((s for s, h in self.by_size.items() if h), reverse=True)
+
+    def take(self, size: int) -> PackItem:
+        return heapq.heappop(self.by_size[size])[2]
+
+    def remaining(self) -> list[PackItem]:
+        return [e[2] for h in self.by_size.values() for e in sorted(h)]
+
+    def __bool__(self) -> bool:
+        return any(self.by_size.values())
+
+
+def _fill_largest_first(
+    items: Sequence[PackItem], c: PackingConstraints, now: float | None
+) -> tuple[list[PlannedAggregate], list[PackItem]]:
+    units = _units(items)
+    singles = _Buckets(u[0] for u in units if len(u) == 1)
+    groups = sorted(
+        (u for u in units if len(u) > 1),
+        key=lambda u: (-max(i.size for i in u), -sum(i.size for i in u)),
+    )
+    out: list[PlannedAggregate] = []
+    while singles or groups:
+        layout = _Layout(c)
+        placed_any = False
+        while True:
+            sizes = singles.sizes_desc()
+            room = layout.limit - layout.end
+            # Largest piece alignable right at the current end without a hole.
+            align = layout.end & -layout.end if layout.end else 1 << 62
+            progressed = False
+            # Groups first when their largest piece is at least the largest single.
+            for gi, g in enumerate(groups):
+                big = max(i.size for i in g)
+                if sizes and big < sizes[0]:
+                    break
+                if big <= align and layout.try_add_group(g):
+                    groups.pop(gi)
+                    progressed = True
+                    break
+            if progressed:
+                placed_any = True
+                continue
+            fitting = [s for s in sizes if s <= room]
+            if not fitting or layout.count >= layout.max_count:
+                # Try any remaining group that still fits anywhere.
+                for gi, g in enumerate(groups):
+                    if layout.try_add_group(g):
+                        groups.pop(gi)
+                        progressed = True
+                        break
+                if progressed:
+                    placed_any = True
+                    continue
+                break
+            # Prefer a size that needs no alignment hole; else the largest that fits.
+            no_hole = [s for s in fitting if s <= align]
+            size = no_hole[0] if no_hole else fitting[0]
+            item = singles.take(size)
+            if not layout.try_add(item):  # pragma: no cover - fitting was checked
+                msg = "internal error: a checked piece did not fit"
+                raise AggregateError(msg)
+            placed_any = True
+        if not placed_any:
+            key = groups[0][0].key if groups else singles.remaining()[0].key
+            msg = f"piece or group {key} cannot fit even an empty aggregate"
+            raise AggregateError(msg)
+        if layout.in_window() or singles or groups:
+            # In the window, or as full as the waiting pieces allow.
+            out.append(layout.plan("full"))
+            continue
+        # Everything waiting fits in this one aggregate, below the window.
+        if _deadline_due([layout.items], c, now):
+            out.append(layout.plan("deadline"))
+            return out, []
+        return out, list(layout.items)
+    return out, []
+
+
+POLICIES: Final[Mapping[str, Policy]] = {
+    "in_order": in_order,
+    "largest_first": largest_first,
+    "smallest_first": smallest_first,
+}
+"""The built-in policies by name."""
+
+
+def pack(
+    items: Sequence[PackItem],
+    constraints: PackingConstraints,
+    *,
+    policy: str | Policy = "largest_first",
+    now: float | None = None,
+) -> PackResult:
+    """Decide aggregates for ``items`` under ``constraints`` with a policy.
+
+    Args:
+        items: Pieces offered, each at most once (by ``key``).
+        constraints: The rules aggregates must satisfy.
+        policy: A name from [POLICIES][carmigrate.aggregate.POLICIES] or a
+            policy function.
+        now: The current time, for the age deadline.
+
+    Raises:
+        AggregateError: For an unknown policy, duplicate keys, or a piece
+            that cannot fit even an empty aggregate.
+    """
+    keys = [i.key for i in items]
+    if len(set(keys)) != len(keys):
+        msg = "each item may be offered once: duplicate keys in the input"
+        raise AggregateError(msg)
+    if constraints.isolate_tenants:
+        tenants: dict[str, set[str | None]] = defaultdict(set)
+        for i in items:
+            if i.group is not None:
+                tenants[i.group].add(i.tenant)
+        mixed = sorted(g for g, t in tenants.items() if len(t) > 1)
+        if mixed:
+            msg = f"groups {mixed} span several tenants, but tenants must stay apart"
+            raise AggregateError(msg)
+    if isinstance(policy, str):
+        try:
+            fn = POLICIES[policy]
+        except KeyError:
+            known = ", ".join(sorted(POLICIES))
+            msg = f"unknown packing policy {policy!r}; known: {known}"
+            raise AggregateError(msg) from None
+    else:
+        fn = policy
+    return fn(items, constraints, now)
