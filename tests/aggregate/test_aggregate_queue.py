@@ -38,7 +38,9 @@ def offer(i: int, size: int | None = None, **kw: object) -> Offer:
 
 
 def queue(tmp_path: Path, **kw: object) -> AggregateQueue:
-    c = kw.pop("constraints", PackingConstraints(deal_size=DEAL))
+    # max_age=0: every build flushes what is buffered (tests of the deadline
+    # itself pass their own constraints).
+    c = kw.pop("constraints", PackingConstraints(deal_size=DEAL, max_age=0.0))
     return AggregateQueue(tmp_path / "q.db", constraints=c, **kw)  # type: ignore[arg-type]
 
 
@@ -198,7 +200,7 @@ def test_crash_between_claim_and_ready_is_finished_by_the_next_build(
     q = queue(tmp_path)
     q.offer(offer(i) for i in range(8))
     with q._tx() as db:  # claim only, as if the process died before hashing
-        q._plan_into(db, 0.0)
+        q._plan_into(db, 1e12)
     assert [a.state for a in q.aggregates()] == [AggregateState.INGESTING]
 
     (rec,) = AggregateQueue(tmp_path / "q.db", constraints=q.constraints).build()
@@ -215,7 +217,7 @@ def test_malformed_offer(tmp_path: Path) -> None:
 
 
 def _worker(path: str, start: int, n: int, rounds: int) -> None:
-    q = AggregateQueue(path, constraints=PackingConstraints(deal_size=DEAL))
+    q = AggregateQueue(path, constraints=PackingConstraints(deal_size=DEAL, max_age=0.0))
     for r in range(rounds):
         # Overlapping ranges: every piece is offered by two workers.
         q.offer(offer(i) for i in range(start + r * n, start + (r + 1) * n))

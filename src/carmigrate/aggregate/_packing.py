@@ -113,9 +113,10 @@ class PackingConstraints:
     Attributes:
         deal_size: Padded deal size (power of two).
         payload_window: Inclusive bounds on an aggregate's unpadded size (the
-            sum of its pieces' unpadded sizes) for it to be emitted as full.
-            Default: Spade's window for 32 GiB deals, and likewise "more
-            than half of the deal's unpadded capacity" for other sizes.
+            sum of its pieces' unpadded sizes) that a dealer accepts;
+            reported on each aggregate as ``in_window``. Default: Spade's
+            window for 32 GiB deals, and likewise "more than half of the
+            deal's unpadded capacity" for other sizes.
         max_pieces: Upper bound on pieces per aggregate (besides the index's
             own limit), ``None`` for none.
         prepend: Pieces placed first in every aggregate, in this order (for
@@ -164,8 +165,10 @@ class PlannedAggregate:
         prepend: Prepended pieces, laid out first.
         items: The packed items, in layout order (after the prepends).
         offsets: Padded offset of every prepended piece and item, in order.
-        reason: ``"full"`` (the payload window was reached or nothing more
-            fits) or ``"deadline"`` (flushed by age).
+        reason: ``"full"`` (no waiting piece fits any more) or
+            ``"deadline"`` (flushed because its oldest piece reached the age
+            deadline).
+        window: The payload window of the constraints it was packed under.
     """
 
     deal_size: int
@@ -173,6 +176,7 @@ class PlannedAggregate:
     items: tuple[PackItem, ...]
     offsets: tuple[int, ...]
     reason: str
+    window: tuple[int, int]
 
     @property
     def pieces(self) -> tuple[Piece, ...]:
@@ -205,6 +209,16 @@ class PlannedAggregate:
         """Payload bytes of the items (real sizes where known) and prepends."""
         pre = sum(p.padded_size // 128 * 127 for p in self.prepend)
         return pre + sum(i.payload for i in self.items)
+
+    @property
+    def in_window(self) -> bool:
+        """Whether the unpadded size lies in the constraints' payload window.
+
+        Full aggregates practically always do; a deadline flush may not, and
+        a dealer such as Spade refuses those.
+        """
+        lo, hi = self.window
+        return lo <= self.unpadded_size <= hi
 
     @property
     def padding_cost(self) -> int:
@@ -297,14 +311,6 @@ class _Layout:
         self.items.extend(ordered)
         return True
 
-    @property
-    def unpadded(self) -> int:
-        return self.used // 128 * 127
-
-    def in_window(self) -> bool:
-        lo, hi = self.c.window
-        return lo <= self.unpadded <= hi
-
     def plan(self, reason: str) -> PlannedAggregate:
         return PlannedAggregate(
             self.c.deal_size,
@@ -312,6 +318,7 @@ class _Layout:
             tuple(self.items),
             tuple(self.offsets),
             reason,
+            self.c.window,
         )
 
 
@@ -379,7 +386,7 @@ def _sequential(
                         closed = True
                         rest.extend(units[k + 1 :])
                         break
-            if closed or layout.in_window():
+            if closed:
                 out.append(layout.plan("full"))
                 units = rest
                 continue
@@ -397,10 +404,8 @@ def in_order(
 ) -> PackResult:
     """data-segment's policy: place in the order given; close when one does not fit.
 
-    An aggregate closed because its next piece did not fit is emitted even
-    below the payload window (the order is the caller's to choose); a tail
-    that fits entirely is emitted only when it reaches the window or the age
-    deadline passes.
+    An aggregate is emitted when its next piece does not fit; a tail that
+    fits entirely waits until its oldest piece reaches the age deadline.
 
     Raises:
         AggregateError: If a piece cannot fit even an empty aggregate.
@@ -438,8 +443,8 @@ def largest_first(
     Since padded sizes are powers of two, placing them in descending order
     keeps every offset aligned, so no space is lost to alignment; after
     prepended pieces, the hole up to the next large boundary is filled with
-    small pieces first. An aggregate is emitted when it reaches the payload
-    window (or nothing more fits), or at the age deadline.
+    small pieces first. An aggregate is emitted when no waiting piece fits
+    any more, or when its oldest piece reaches the age deadline.
 
     Raises:
         AggregateError: If a piece cannot fit even an empty aggregate.
@@ -532,11 +537,11 @@ def _fill_largest_first(
             key = groups[0][0].key if groups else singles.remaining()[0].key
             msg = f"piece or group {key} cannot fit even an empty aggregate"
             raise AggregateError(msg)
-        if layout.in_window() or singles or groups:
-            # In the window, or as full as the waiting pieces allow.
+        if singles or groups:
+            # As full as the waiting pieces allow.
             out.append(layout.plan("full"))
             continue
-        # Everything waiting fits in this one aggregate, below the window.
+        # Everything waiting fits in this one aggregate: wait, unless too old.
         if _deadline_due([layout.items], c, now):
             out.append(layout.plan("deadline"))
             return out, []

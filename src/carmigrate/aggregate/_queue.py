@@ -411,7 +411,7 @@ class AggregateQueue:
                 pack(normal, self.constraints, policy=self.policy, now=now).aggregates
             )
         # A bisected half is built on its own, at once, whatever its fill.
-        flush = attrs.evolve(self.constraints, max_age=0.0, payload_window=(0, 1 << 62))
+        flush = attrs.evolve(self.constraints, max_age=0.0)
         for _, items in sorted(quarantined.items()):
             planned = pack(items, flush, policy="largest_first", now=now).aggregates
             plans.extend(attrs.evolve(p, reason="bisect") for p in planned)
