@@ -38,10 +38,10 @@ from carmigrate.aggregate import (
     AggregateBuilder,
     PackingConstraints,
     PackItem,
-    PieceRef,
     PlannedAggregate,
     pack,
 )
+from carmigrate.commp import PieceInfo
 
 DEAL = 1 << 35
 MAX_PAYLOAD = 127 << 25
@@ -76,7 +76,11 @@ def stream(n: int, seed: int = 58) -> list[PackItem]:
     for i, s in enumerate(sizes):
         t += rng.expovariate(rate)
         root = i.to_bytes(8, "big") + b"\x5a" * 23 + b"\x01"
-        items.append(PackItem(PieceRef(root, padded_size(s)), str(i), payload_size=s, received=t))
+        items.append(
+            PackItem(
+                PieceInfo(root, padded_size(s)), str(i), payload_size=s, received=t
+            )
+        )
     return items
 
 
@@ -121,7 +125,9 @@ def build_all(aggs: list[PlannedAggregate]) -> float:
     return time.perf_counter() - t0
 
 
-def report(name: str, items: list[PackItem], o: Outcome, build_seconds: float | None) -> str:
+def report(
+    name: str, items: list[PackItem], o: Outcome, build_seconds: float | None
+) -> str:
     aggs = [a for _, a in o.emitted]
     full = [a for a in aggs if a.reason == "full"]
     waits = [t - i.received for t, a in o.emitted for i in a.items]
@@ -131,7 +137,7 @@ def report(name: str, items: list[PackItem], o: Outcome, build_seconds: float | 
     payload = sum(a.payload for a in aggs) / deal_bytes if aggs else 0.0
     deadline = len(aggs) - len(full)
     outside = sum(not a.in_window for a in aggs)
-    bt = f"{build_seconds:.1f}" if build_seconds is not None else "–"
+    bt = f"{build_seconds:.1f}" if build_seconds is not None else "-"
     return (
         f"| {name} | {len(aggs)} ({deadline}, {outside}) | {waste:.4%} | {statistics.mean(fills):.3%} "
         f"/ {min(fills):.3%} | {payload:.3%} | {statistics.mean(waits) / 3600:.1f} h / "
@@ -142,7 +148,10 @@ def report(name: str, items: list[PackItem], o: Outcome, build_seconds: float | 
 def big_aggregate(n: int) -> tuple[float, float]:
     rng = random.Random(7)
     sizes = sorted((1 << rng.randint(7, 19) for _ in range(n)), reverse=True)
-    pieces = [PieceRef(i.to_bytes(8, "big") + b"\x33" * 23 + b"\x01", s) for i, s in enumerate(sizes)]
+    pieces = [
+        PieceInfo(i.to_bytes(8, "big") + b"\x33" * 23 + b"\x01", s)
+        for i, s in enumerate(sizes)
+    ]
     t0 = time.perf_counter()
     b = AggregateBuilder(DEAL)
     for p in pieces:

@@ -8,6 +8,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import attrs
 import pytest
 
 from carmigrate.aggregate import (
@@ -15,20 +16,20 @@ from carmigrate.aggregate import (
     AggregateState,
     Offer,
     PackingConstraints,
-    PieceRef,
 )
+from carmigrate.commp import PieceInfo
 from carmigrate.errors import AggregateError
 
 DEAL = 1 << 20  # 8 index entries; window: more than half of 1 MiB unpadded
 
 
-def piece(i: int, size: int | None = None) -> PieceRef:
+def piece(i: int, size: int | None = None) -> PieceInfo:
     """Piece i: 128 KiB, but every eighth is 64 KiB, so eight of them (960 KiB)
     fill a 1 MiB deal past its payload window and still fit before the index."""
     if size is None:
         size = 1 << 16 if i % 8 == 7 else 1 << 17
     root = i.to_bytes(4, "big") + b"\x11" * 27 + b"\x01"
-    return PieceRef(root, size)
+    return PieceInfo(root, size)
 
 
 def offer(i: int, size: int | None = None, **kw: object) -> Offer:
@@ -208,16 +209,26 @@ def test_crash_between_claim_and_ready_is_finished_by_the_next_build(
     assert rec.state is AggregateState.READY
 
 
+@attrs.frozen
+class BadPiece:
+    """Duck-typed piece with no validation of its own."""
+
+    root: bytes
+    padded_size: int
+
+
 def test_malformed_offer(tmp_path: Path) -> None:
     """A piece of an impossible size is refused before anything is written."""
     q = queue(tmp_path)
     with pytest.raises(AggregateError, match="malformed"):
-        q.offer([Offer(PieceRef(b"\0" * 32, 1000))])
+        q.offer([Offer(BadPiece(b"\0" * 32, 1000))])
     assert q.buffered() == []
 
 
 def _worker(path: str, start: int, n: int, rounds: int) -> None:
-    q = AggregateQueue(path, constraints=PackingConstraints(deal_size=DEAL, max_age=0.0))
+    q = AggregateQueue(
+        path, constraints=PackingConstraints(deal_size=DEAL, max_age=0.0)
+    )
     for r in range(rounds):
         # Overlapping ranges: every piece is offered by two workers.
         q.offer(offer(i) for i in range(start + r * n, start + (r + 1) * n))

@@ -32,7 +32,6 @@ from carmigrate.aggregate._packing import (
     pack,
     smallest_first,
 )
-from carmigrate.aggregate._pieces import PieceRef
 from carmigrate.aggregate._proof import InclusionProof, ProofData
 from carmigrate.aggregate._queue import (
     AggregateQueue,
@@ -61,7 +60,6 @@ __all__ = [
     "PackingConstraints",
     "Piece",
     "PieceRecord",
-    "PieceRef",
     "Placement",
     "PlannedAggregate",
     "Policy",

@@ -8,7 +8,8 @@ import attrs
 
 from carmigrate.aggregate._index import ENTRY_SIZE, IndexEntry, index_start, max_entries
 from carmigrate.aggregate._proof import InclusionProof, ProofData
-from carmigrate.aggregate._tree import SparseTree, node_hash
+from carmigrate.aggregate._tree import SparseTree
+from carmigrate.commp import hash_node
 from carmigrate.errors import AggregateError, AggregateFullError
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ MIN_DEAL_SIZE = 512
 class Piece(Protocol):
     """What the aggregate layer needs of a piece: its commitment and padded size.
 
-    [carmigrate.commp.PieceInfo][] satisfies it.
+    [carmigrate.commp.PieceInfo][] satisfies it, and so does an
+    [Aggregate][carmigrate.aggregate.Aggregate].
     """
 
     @property
@@ -257,7 +259,7 @@ class Aggregate:
         first = self.index_start // ENTRY_SIZE
         for j, p in enumerate(self.placements):
             raw = p.entry.to_bytes()
-            tree.set(1, first + j, node_hash(raw[:32], raw[32:]))
+            tree.set(1, first + j, hash_node(raw[:32], raw[32:]))
         tree.build()
         self._tree = tree
 

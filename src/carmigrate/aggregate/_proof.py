@@ -7,8 +7,9 @@ from typing import Any, Final
 import attrs
 
 from carmigrate.aggregate._index import ENTRY_SIZE, IndexEntry, max_entries
-from carmigrate.aggregate._tree import MAX_HEIGHT, node_hash
+from carmigrate.aggregate._tree import MAX_HEIGHT
 from carmigrate.cid import decode_dag_cbor, encode_dag_cbor
+from carmigrate.commp import hash_node
 from carmigrate.errors import AggregateError, FormatError
 
 __all__ = ["InclusionProof", "ProofData"]
@@ -54,7 +55,7 @@ class ProofData:
         acc = node
         idx = self.index
         for sibling in self.path:
-            acc = node_hash(sibling, acc) if idx & 1 else node_hash(acc, sibling)
+            acc = hash_node(sibling, acc) if idx & 1 else hash_node(acc, sibling)
             idx >>= 1
         return acc
 
@@ -111,7 +112,7 @@ class InclusionProof:
         size_a = piece_size << len(self.subtree.path)
         offset = self.subtree.index * piece_size
         entry = IndexEntry(piece_root, offset, piece_size).to_bytes()
-        root_b = self.index.fold(node_hash(entry[:32], entry[32:]))
+        root_b = self.index.fold(hash_node(entry[:32], entry[32:]))
         size_b = ENTRY_SIZE << len(self.index.path)
         if root_a != root_b or size_a != size_b:
             msg = "the subtree proof and the index proof reach different aggregates"

@@ -35,7 +35,7 @@ from carmigrate.aggregate._packing import (
     Policy,
     pack,
 )
-from carmigrate.aggregate._pieces import PieceRef, piece_cid_v1, piece_cid_v2
+from carmigrate.commp import PieceInfo
 from carmigrate.errors import AggregateError
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ class AggregateRecord:
 
 
 def _key(root: bytes, size: int) -> str:
-    return f"{piece_cid_v1(root)}/{size}"
+    return f"{PieceInfo(root, size).cid_v1}/{size}"
 
 
 class AggregateQueue:
@@ -399,7 +399,7 @@ class AggregateQueue:
         quarantined: dict[str, list[PackItem]] = {}
         for cid, root, size, payload, grp, tenant, prio, quar, ins in rows:
             item = PackItem(
-                PieceRef(root, size), str(cid), payload, grp, tenant, ins, prio
+                PieceInfo(root, size), str(cid), payload, grp, tenant, ins, prio
             )
             if quar is None:
                 normal.append(item)
@@ -459,18 +459,14 @@ class AggregateQueue:
 
     def _finish(self, agg_id: str) -> AggregateRecord | None:
         agg = self._rebuild(agg_id)
+        # An aggregate is a full piece: padding 0 (commp-spec §6).
+        info = PieceInfo(agg.root, agg.deal_size, agg.deal_size // 128 * 127)
         now = self._clock()
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE aggregate SET state = 'READY', root = ?, piece_cid = ?,"
                 " piece_cid_v2 = ?, updated_at = ? WHERE aggregate_id = ? AND state = 'INGESTING'",
-                (
-                    agg.root,
-                    piece_cid_v1(agg.root),
-                    piece_cid_v2(agg.root, agg.deal_size, 0),
-                    now,
-                    agg_id,
-                ),
+                (agg.root, str(info.cid_v1), str(info.cid_v2), now, agg_id),
             )
             if cur.rowcount != 1:
                 return None  # another worker finished it first
@@ -494,14 +490,14 @@ class AggregateQueue:
         for j, (hexroot, size) in enumerate(json.loads(prepend)):
             r = bytes.fromhex(hexroot)
             off = -(-off // size) * size
-            placements.append(Placement(PieceRef(r, size), r, size, off, j))
+            placements.append(Placement(PieceInfo(r, size), r, size, off, j))
             off += size
         for pos, offset, r, size in db.execute(
             "SELECT m.position, m.offset, c.root, c.padded_size FROM member m"
             " JOIN car c ON c.id = m.car_id WHERE m.aggregate_id = ? ORDER BY m.position",
             (agg_id,),
         ):
-            placements.append(Placement(PieceRef(r, size), r, size, offset, pos))
+            placements.append(Placement(PieceInfo(r, size), r, size, offset, pos))
         agg = Aggregate(deal_size, placements)
         if root is not None and agg.root != root:
             msg = f"aggregate {agg_id} no longer hashes to its recorded commitment"
@@ -665,12 +661,15 @@ class AggregateQueue:
 
     @staticmethod
     def _car(row: Sequence[object]) -> PieceRecord:
-        root, size, payload = bytes(row[0]), int(row[1]), row[2]  # type: ignore[call-overload]
-        padding = None if payload is None else size // 128 * 127 - int(payload)  # type: ignore[call-overload]
+        root, size = bytes(row[0]), int(row[1])  # type: ignore[call-overload]
+        payload = row[2]
+        # Without the payload size the v2 CID says padding 0 (commp-spec §6).
+        full = size // 128 * 127
+        info = PieceInfo(root, size, full if payload is None else int(payload))  # type: ignore[call-overload]
         return PieceRecord(
-            _key(root, size),
-            piece_cid_v1(root),
-            piece_cid_v2(root, size, padding or 0),
+            f"{info.cid_v1}/{size}",
+            str(info.cid_v1),
+            str(info.cid_v2),
             size,
             *row[2:],  # type: ignore[arg-type]
         )
