@@ -463,9 +463,9 @@ class _Buckets:
 
     def __init__(self, singles: Iterable[PackItem]) -> None:
         self.by_size: dict[int, list[tuple[int, int, PackItem]]] = defaultdict(list)
-        counter = itertools.count()
+        self._counter = itertools.count()
         for it in singles:
-            self.by_size[it.size].append((-it.priority, next(counter), it))
+            self.by_size[it.size].append((-it.priority, next(self._counter), it))
         for heap in self.by_size.values():
             heapq.heapify(heap)
 
@@ -474,6 +474,11 @@ class _Buckets:
 
     def take(self, size: int) -> PackItem:
         return heapq.heappop(self.by_size[size])[2]
+
+    def put(self, item: PackItem) -> None:
+        heapq.heappush(
+            self.by_size[item.size], (-item.priority, next(self._counter), item)
+        )
 
     def remaining(self) -> list[PackItem]:
         return [e[2] for h in self.by_size.values() for e in sorted(h)]
@@ -486,58 +491,45 @@ def _fill_largest_first(
     items: Sequence[PackItem], c: PackingConstraints, now: float | None
 ) -> tuple[list[PlannedAggregate], list[PackItem]]:
     units = _units(items)
-    singles = _Buckets(u[0] for u in units if len(u) == 1)
+    # Pieces past half their age deadline are chosen first, so small pieces
+    # are not starved by a stream of large ones. Membership is decided before
+    # layout, so choosing them first costs no alignment.
+    cut = None if c.max_age is None or now is None else now - c.max_age / 2
+
+    def is_urgent(u: list[PackItem]) -> bool:
+        return cut is not None and len(u) == 1 and u[0].received <= cut
+
+    urgent = sorted((u[0] for u in units if is_urgent(u)), key=lambda i: -i.size)
+    singles = _Buckets(u[0] for u in units if len(u) == 1 and not is_urgent(u))
     groups = sorted(
         (u for u in units if len(u) > 1),
         key=lambda u: (-max(i.size for i in u), -sum(i.size for i in u)),
     )
     out: list[PlannedAggregate] = []
-    while singles or groups:
+    while singles or groups or urgent:
         layout = _Layout(c)
-        placed_any = False
-        while True:
-            sizes = singles.sizes_desc()
-            room = layout.limit - layout.end
-            # Largest piece alignable right at the current end without a hole.
-            align = layout.end & -layout.end if layout.end else 1 << 62
-            progressed = False
-            # Groups first when their largest piece is at least the largest single.
-            for gi, g in enumerate(groups):
-                big = max(i.size for i in g)
-                if sizes and big < sizes[0]:
-                    break
-                if big <= align and layout.try_add_group(g):
-                    groups.pop(gi)
-                    progressed = True
-                    break
-            if progressed:
-                placed_any = True
-                continue
-            fitting = [s for s in sizes if s <= room]
-            if not fitting or layout.count >= layout.max_count:
-                # Try any remaining group that still fits anywhere.
-                for gi, g in enumerate(groups):
-                    if layout.try_add_group(g):
-                        groups.pop(gi)
-                        progressed = True
-                        break
-                if progressed:
-                    placed_any = True
-                    continue
+        sel = _Selection(layout)
+        urgent = [it for it in urgent if not sel.take([it])]
+        groups = [g for g in groups if not sel.take(g)]
+        while sel.count < layout.max_count:
+            room = layout.limit - sel.used
+            size = next((s for s in singles.sizes_desc() if s <= room), None)
+            if size is None:
                 break
-            # Prefer a size that needs no alignment hole; else the largest that fits.
-            no_hole = [s for s in fitting if s <= align]
-            size = no_hole[0] if no_hole else fitting[0]
-            item = singles.take(size)
-            if not layout.try_add(item):  # pragma: no cover - fitting was checked
-                msg = "internal error: a checked piece did not fit"
-                raise AggregateError(msg)
-            placed_any = True
-        if not placed_any:
-            key = groups[0][0].key if groups else singles.remaining()[0].key
+            sel.take([singles.take(size)])
+        for unit in _arrange(layout, sel.chosen):
+            # Only after prepended pieces that leave a hole: wait for the next.
+            if len(unit) > 1:
+                groups.append(unit)
+            elif is_urgent(unit):
+                urgent.append(unit[0])
+            else:
+                singles.put(unit[0])
+        if not layout.items:
+            key = groups[0][0].key if groups else [*urgent, *singles.remaining()][0].key
             msg = f"piece or group {key} cannot fit even an empty aggregate"
             raise AggregateError(msg)
-        if singles or groups:
+        if singles or groups or urgent:
             # As full as the waiting pieces allow.
             out.append(layout.plan("full"))
             continue
@@ -547,6 +539,55 @@ def _fill_largest_first(
             return out, []
         return out, list(layout.items)
     return out, []
+
+
+class _Selection:
+    """Units chosen for one aggregate, checked by padded sum and count."""
+
+    def __init__(self, layout: _Layout) -> None:
+        self.limit = layout.limit
+        self.max_count = layout.max_count
+        self.used = layout.end
+        self.count = layout.count
+        self.chosen: list[list[PackItem]] = []
+
+    def take(self, unit: list[PackItem]) -> bool:
+        size = sum(i.size for i in unit)
+        if self.used + size > self.limit or self.count + len(unit) > self.max_count:
+            return False
+        self.used += size
+        self.count += len(unit)
+        self.chosen.append(unit)
+        return True
+
+
+def _arrange(layout: _Layout, units: list[list[PackItem]]) -> list[list[PackItem]]:
+    """Lay the chosen units out in ``layout``; return those that did not fit.
+
+    Largest first, so no hole opens; right after a smaller piece (a prepended
+    one) the largest piece that fits the alignment gap goes first. A unit
+    that does not fit is removed whole (groups are never split) and the rest
+    is laid out again.
+    """
+    left_out: list[list[PackItem]] = []
+    while True:
+        trial = _Layout(layout.c)
+        owner = {id(i): u for u in units for i in u}
+        remaining = sorted((i for u in units for i in u), key=lambda i: -i.size)
+        misfits: list[list[PackItem]] = []
+        while remaining:
+            align = trial.end & -trial.end if trial.end else 1 << 62
+            k = next((n for n, i in enumerate(remaining) if i.size <= align), 0)
+            item = remaining.pop(k)
+            if not trial.try_add(item) and not any(
+                owner[id(item)] is m for m in misfits
+            ):
+                misfits.append(owner[id(item)])
+        if not misfits:
+            vars(layout).update(vars(trial))
+            return left_out
+        left_out.extend(misfits)
+        units = [u for u in units if not any(u is m for m in misfits)]
 
 
 POLICIES: Final[Mapping[str, Policy]] = {
