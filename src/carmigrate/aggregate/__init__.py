@@ -41,6 +41,11 @@ from carmigrate.aggregate._queue import (
     OfferResult,
     PieceRecord,
 )
+from carmigrate.aggregate._stream import (
+    PayloadOpener,
+    iter_aggregate_bytes,
+    open_aggregate_stream,
+)
 
 __all__ = [
     "Aggregate",
@@ -58,6 +63,7 @@ __all__ = [
     "PackItem",
     "PackResult",
     "PackingConstraints",
+    "PayloadOpener",
     "Piece",
     "PieceRecord",
     "Placement",
@@ -69,8 +75,10 @@ __all__ = [
     "check_deal_size",
     "in_order",
     "index_start",
+    "iter_aggregate_bytes",
     "largest_first",
     "max_entries",
+    "open_aggregate_stream",
     "pack",
     "smallest_first",
 ]
