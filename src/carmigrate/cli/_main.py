@@ -17,16 +17,9 @@ Handler = Callable[[argparse.Namespace], int]
 def _registrars() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ]:
-    from carmigrate.cli import _car
+    from carmigrate.cli import _aggregate, _car, _commp
 
-    regs = [_car.register]
-    try:
-        from carmigrate.cli import _commp
-    except ImportError:  # pragma: no cover - until the commP command lands
-        pass
-    else:
-        regs.append(_commp.register)
-    return regs
+    return [_car.register, _commp.register, _aggregate.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
