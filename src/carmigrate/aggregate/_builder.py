@@ -27,6 +27,9 @@ __all__ = [
 MIN_DEAL_SIZE = 512
 """The smallest deal that can hold its 4-entry index and one 128-byte piece."""
 
+MAX_DEAL_SIZE = 1 << 36
+"""64 GiB: the largest Filecoin sector, so the largest deal (commp-spec §1)."""
+
 
 class Piece(Protocol):
     """What the aggregate layer needs of a piece: its commitment and padded size.
@@ -50,12 +53,18 @@ def check_deal_size(deal_size: int) -> int:
     """Validate a deal (aggregate) padded size and return its tree height.
 
     Raises:
-        AggregateError: Unless the size is a power of two of at least 512 bytes.
+        AggregateError: Unless the size is a power of two from 512 bytes to
+            64 GiB.
     """
-    if deal_size < MIN_DEAL_SIZE or deal_size & (deal_size - 1):
+    if (
+        not isinstance(deal_size, int)
+        or deal_size < MIN_DEAL_SIZE
+        or deal_size > MAX_DEAL_SIZE
+        or deal_size & (deal_size - 1)
+    ):
         msg = (
-            f"deal size {deal_size} must be a power of two of at least "
-            f"{MIN_DEAL_SIZE} bytes"
+            f"deal size {deal_size} must be a power of two from {MIN_DEAL_SIZE} "
+            f"to {MAX_DEAL_SIZE} bytes (64 GiB)"
         )
         raise AggregateError(msg)
     return (deal_size // 32).bit_length() - 1
@@ -300,6 +309,9 @@ class Aggregate:
         Raises:
             IndexError: If there is no such piece.
         """
+        if not 0 <= position < len(self.placements):
+            msg = f"no piece at position {position} of {len(self.placements)}"
+            raise IndexError(msg)
         p = self.placements[position]
         level = (p.size // 32).bit_length() - 1
         tree_index = p.offset // p.size

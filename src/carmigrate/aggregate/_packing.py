@@ -225,13 +225,19 @@ class PlannedAggregate:
         """Padded bytes of the deal not covered by pieces (index included)."""
         return self.deal_size - self.used
 
-    def build(self) -> Aggregate:
-        """Place the pieces in layout order and compute the aggregate.
+    def check(self) -> AggregateBuilder:
+        """Place the pieces in layout order, without hashing anything.
+
+        Returns:
+            The builder holding the placements.
 
         Raises:
-            AggregateError: If the layout does not reproduce the planned
-                offsets (a bug in a policy).
+            AggregateError: If the pieces do not fit, or the layout does not
+                reproduce the planned offsets (a bug in a policy).
         """
+        if len(self.offsets) != len(self.pieces):
+            msg = f"{len(self.pieces)} pieces but {len(self.offsets)} planned offsets"
+            raise AggregateError(msg)
         builder = AggregateBuilder(self.deal_size)
         for piece, offset in zip(self.pieces, self.offsets, strict=True):
             placed = builder.add(piece)
@@ -240,7 +246,15 @@ class PlannedAggregate:
                     f"planned offset {offset} but the builder placed at {placed.offset}"
                 )
                 raise AggregateError(msg)
-        return builder.build()
+        return builder
+
+    def build(self) -> Aggregate:
+        """Place the pieces in layout order and compute the aggregate.
+
+        Raises:
+            AggregateError: As [check][carmigrate.aggregate.PlannedAggregate.check].
+        """
+        return self.check().build()
 
 
 @attrs.frozen
@@ -487,6 +501,76 @@ class _Buckets:
         return any(self.by_size.values())
 
 
+class _Selection:
+    """Units chosen for one aggregate, checked by padded sum and count."""
+
+    def __init__(self, layout: _Layout) -> None:
+        self.limit = layout.limit
+        self.max_count = layout.max_count
+        self.used = layout.end
+        self.count = layout.count
+        self.chosen: list[list[PackItem]] = []
+
+    def take(self, unit: list[PackItem]) -> bool:
+        size = sum(i.size for i in unit)
+        if self.used + size > self.limit or self.count + len(unit) > self.max_count:
+            return False
+        self.used += size
+        self.count += len(unit)
+        self.chosen.append(unit)
+        return True
+
+
+class _Buddy:
+    """Free space of one deal as power-of-two blocks (a buddy allocator).
+
+    ``alloc`` takes the lowest-addressed free block that can hold the request
+    and splits it, so allocating pieces largest first packs them
+    contiguously from the lowest free address, and smaller pieces fill the
+    aligned gaps that prepended pieces leave below larger ones.
+    """
+
+    def __init__(self, deal_size: int, reserved: Iterable[tuple[int, int]]) -> None:
+        self.free: dict[int, list[int]] = defaultdict(list)
+        self.free[deal_size] = [0]
+        for offset, size in reserved:
+            self._reserve(offset, size)
+
+    def _reserve(self, offset: int, size: int) -> None:
+        block = size
+        while not (
+            self.free.get(block) and (offset & ~(block - 1)) in self.free[block]
+        ):
+            block <<= 1
+            if block > max(self.free):
+                msg = f"cannot reserve [{offset}, {offset + size}): not free"
+                raise AggregateError(msg)
+        start = offset & ~(block - 1)
+        self.free[block].remove(start)
+        heapq.heapify(self.free[block])
+        while block > size:
+            block >>= 1
+            # Keep the half holding `offset`; free the other one.
+            other = start + block if offset < start + block else start
+            start = start if offset < start + block else start + block
+            heapq.heappush(self.free[block], other)
+
+    def largest_free(self) -> int:
+        return max((s for s, h in self.free.items() if h), default=0)
+
+    def alloc(self, size: int) -> int | None:
+        # First fit by address: the lowest free block that can hold `size`.
+        fits = [(h[0], s) for s, h in self.free.items() if h and s >= size]
+        if not fits:
+            return None
+        start, block = min(fits)
+        heapq.heappop(self.free[block])
+        while block > size:
+            block >>= 1
+            heapq.heappush(self.free[block], start + block)
+        return start
+
+
 def _fill_largest_first(
     items: Sequence[PackItem], c: PackingConstraints, now: float | None
 ) -> tuple[list[PlannedAggregate], list[PackItem]]:
@@ -508,6 +592,8 @@ def _fill_largest_first(
     out: list[PlannedAggregate] = []
     while singles or groups or urgent:
         layout = _Layout(c)
+        # 1. Choose members by padded sum and count: exact when nothing is
+        #    prepended, since pieces laid out largest first leave no holes.
         sel = _Selection(layout)
         urgent = [it for it in urgent if not sel.take([it])]
         groups = [g for g in groups if not sel.take(g)]
@@ -517,18 +603,58 @@ def _fill_largest_first(
             if size is None:
                 break
             sel.take([singles.take(size)])
-        for unit in _arrange(layout, sel.chosen):
-            # Only after prepended pieces that leave a hole: wait for the next.
-            if len(unit) > 1:
-                groups.append(unit)
-            elif is_urgent(unit):
-                urgent.append(unit[0])
-            else:
-                singles.put(unit[0])
-        if not layout.items:
+        # 2. Give every member an aligned block, largest first; a unit that
+        #    does not fit (only possible after prepended pieces) waits.
+        reserved = [
+            (o, p.padded_size) for o, p in zip(layout.offsets, c.prepend, strict=True)
+        ]
+        reserved.append((layout.limit, c.deal_size - layout.limit))
+        units = sel.chosen
+        while True:
+            buddy = _Buddy(c.deal_size, reserved)
+            owner = {id(i): u for u in units for i in u}
+            chosen: list[tuple[int, PackItem]] = []
+            misfits: list[list[PackItem]] = []
+            for it in sorted((i for u in units for i in u), key=lambda i: -i.size):
+                unit = owner[id(it)]
+                if any(unit is m for m in misfits):
+                    continue
+                off = buddy.alloc(it.size)
+                if off is None:
+                    misfits.append(unit)
+                else:
+                    chosen.append((off, it))
+            if not misfits:
+                break
+            units = [u for u in units if not any(u is m for m in misfits)]
+            for m in misfits:
+                if len(m) > 1:
+                    groups.append(m)
+                elif is_urgent(m):
+                    urgent.append(m[0])
+                else:
+                    singles.put(m[0])
+        # 3. Fill what is still free with the largest singles that fit.
+        count = layout.count + len(chosen)
+        while count < layout.max_count:
+            room = buddy.largest_free()
+            size = next((s for s in singles.sizes_desc() if s <= room), None)
+            if size is None:
+                break
+            off = buddy.alloc(size)
+            assert off is not None  # a block of at least `size` is free
+            chosen.append((off, singles.take(size)))
+            count += 1
+        if not chosen:
             key = groups[0][0].key if groups else [*urgent, *singles.remaining()][0].key
             msg = f"piece or group {key} cannot fit even an empty aggregate"
             raise AggregateError(msg)
+        # Lay out by address: in-order placement then lands each piece at or
+        # before its block, so everything chosen fits.
+        for _, it in sorted(chosen, key=lambda t: t[0]):
+            if not layout.try_add(it):  # pragma: no cover - guaranteed by the allocator
+                msg = f"internal error: piece {it.key} did not fit its allocated block"
+                raise AggregateError(msg)
         if singles or groups or urgent:
             # As full as the waiting pieces allow.
             out.append(layout.plan("full"))
@@ -539,55 +665,6 @@ def _fill_largest_first(
             return out, []
         return out, list(layout.items)
     return out, []
-
-
-class _Selection:
-    """Units chosen for one aggregate, checked by padded sum and count."""
-
-    def __init__(self, layout: _Layout) -> None:
-        self.limit = layout.limit
-        self.max_count = layout.max_count
-        self.used = layout.end
-        self.count = layout.count
-        self.chosen: list[list[PackItem]] = []
-
-    def take(self, unit: list[PackItem]) -> bool:
-        size = sum(i.size for i in unit)
-        if self.used + size > self.limit or self.count + len(unit) > self.max_count:
-            return False
-        self.used += size
-        self.count += len(unit)
-        self.chosen.append(unit)
-        return True
-
-
-def _arrange(layout: _Layout, units: list[list[PackItem]]) -> list[list[PackItem]]:
-    """Lay the chosen units out in ``layout``; return those that did not fit.
-
-    Largest first, so no hole opens; right after a smaller piece (a prepended
-    one) the largest piece that fits the alignment gap goes first. A unit
-    that does not fit is removed whole (groups are never split) and the rest
-    is laid out again.
-    """
-    left_out: list[list[PackItem]] = []
-    while True:
-        trial = _Layout(layout.c)
-        owner = {id(i): u for u in units for i in u}
-        remaining = sorted((i for u in units for i in u), key=lambda i: -i.size)
-        misfits: list[list[PackItem]] = []
-        while remaining:
-            align = trial.end & -trial.end if trial.end else 1 << 62
-            k = next((n for n, i in enumerate(remaining) if i.size <= align), 0)
-            item = remaining.pop(k)
-            if not trial.try_add(item) and not any(
-                owner[id(item)] is m for m in misfits
-            ):
-                misfits.append(owner[id(item)])
-        if not misfits:
-            vars(layout).update(vars(trial))
-            return left_out
-        left_out.extend(misfits)
-        units = [u for u in units if not any(u is m for m in misfits)]
 
 
 POLICIES: Final[Mapping[str, Policy]] = {

@@ -15,15 +15,35 @@ from carmigrate.errors import AggregateError, FormatError
 __all__ = ["InclusionProof", "ProofData"]
 
 _NODE: Final = 32
+_MAX_TREE_BYTES: Final = 32 << MAX_HEIGHT
 
 
 def _node_tuple(path: object) -> tuple[bytes, ...]:
-    nodes = tuple(bytes(p) for p in path)  # type: ignore[attr-defined]
-    for n in nodes:
-        if len(n) != _NODE:
-            msg = f"proof nodes are {_NODE} bytes, got {len(n)}"
+    if not isinstance(path, list | tuple):
+        msg = f"a proof path is a list of nodes, got {type(path).__name__}"
+        raise AggregateError(msg)
+    if len(path) > MAX_HEIGHT:
+        msg = f"proof path of {len(path)} nodes is longer than {MAX_HEIGHT}"
+        raise AggregateError(msg)
+    nodes = []
+    for p in path:
+        if not isinstance(p, bytes | bytearray | memoryview) or len(p) != _NODE:
+            what = (
+                f"{len(p)} bytes"
+                if isinstance(p, bytes | bytearray)
+                else type(p).__name__
+            )
+            msg = f"proof nodes are {_NODE} bytes, got {what}"
             raise AggregateError(msg)
-    return nodes
+        nodes.append(bytes(p))
+    return tuple(nodes)
+
+
+def _index(value: object) -> int:
+    if type(value) is not int or value < 0:
+        msg = f"a proof index is a non-negative integer, got {value!r}"
+        raise AggregateError(msg)
+    return value
 
 
 @attrs.frozen
@@ -36,13 +56,10 @@ class ProofData:
             child of the root last).
     """
 
-    index: int
+    index: int = attrs.field(converter=_index)
     path: tuple[bytes, ...] = attrs.field(converter=_node_tuple)
 
     def __attrs_post_init__(self) -> None:
-        if len(self.path) > MAX_HEIGHT:
-            msg = f"proof path of {len(self.path)} nodes is longer than {MAX_HEIGHT}"
-            raise AggregateError(msg)
         if not 0 <= self.index < (1 << len(self.path)):
             msg = (
                 f"proof index {self.index} does not fit a path of "
@@ -64,19 +81,24 @@ class ProofData:
         return {"offset": self.index, "path": [p.hex() for p in self.path]}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> ProofData:
+    def from_json(cls, data: object) -> ProofData:
         """Inverse of [to_json][carmigrate.aggregate.ProofData.to_json].
+
+        The offset may be a JSON number or a decimal string (as the
+        data-segment vectors write it).
 
         Raises:
             AggregateError: If fields are missing or malformed.
         """
         try:
-            path = data["path"]
-            if not isinstance(path, list):
-                raise TypeError("path")
-            return cls(
-                int(str(data["offset"])), tuple(bytes.fromhex(str(p)) for p in path)
-            )
+            if not isinstance(data, dict):
+                raise TypeError(f"expected an object, got {type(data).__name__}")
+            path, offset = data["path"], data["offset"]
+            if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
+                raise TypeError("path must be a list of hex strings")
+            if isinstance(offset, str) and offset.isdigit():
+                offset = int(offset)
+            return cls(offset, [bytes.fromhex(p) for p in path])
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"malformed proof JSON: {exc}"
             raise AggregateError(msg) from exc
@@ -108,8 +130,16 @@ class InclusionProof:
         if piece_size < 128 or piece_size & (piece_size - 1):
             msg = f"piece size {piece_size} is not a power of two >= 128"
             raise AggregateError(msg)
-        root_a = self.subtree.fold(piece_root)
+        if len(piece_root) != _NODE:
+            msg = f"a piece root is {_NODE} bytes, got {len(piece_root)}"
+            raise AggregateError(msg)
         size_a = piece_size << len(self.subtree.path)
+        if size_a > _MAX_TREE_BYTES:
+            msg = (
+                f"proof describes a tree of {size_a} bytes, more than {_MAX_TREE_BYTES}"
+            )
+            raise AggregateError(msg)
+        root_a = self.subtree.fold(piece_root)
         offset = self.subtree.index * piece_size
         entry = IndexEntry(piece_root, offset, piece_size).to_bytes()
         root_b = self.index.fold(hash_node(entry[:32], entry[32:]))
@@ -144,12 +174,15 @@ class InclusionProof:
         return {"tree": self.subtree.to_json(), "index": self.index.to_json()}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> InclusionProof:
+    def from_json(cls, data: object) -> InclusionProof:
         """Inverse of [to_json][carmigrate.aggregate.InclusionProof.to_json].
 
         Raises:
             AggregateError: If fields are missing or malformed.
         """
+        if not isinstance(data, dict):
+            msg = f"malformed proof JSON: expected an object, got {type(data).__name__}"
+            raise AggregateError(msg)
         try:
             tree, index = data["tree"], data["index"]
         except KeyError as exc:
@@ -179,7 +212,7 @@ class InclusionProof:
         try:
             value: Any = decode_dag_cbor(data)
             (ti, tp), (ii, ip) = value
-            return cls(ProofData(int(ti), tuple(tp)), ProofData(int(ii), tuple(ip)))
+            return cls(ProofData(ti, tp), ProofData(ii, ip))
         except (FormatError, TypeError, ValueError) as exc:
             msg = f"not an inclusion proof: {exc}"
             raise AggregateError(msg) from exc

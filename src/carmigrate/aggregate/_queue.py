@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from carmigrate.aggregate._builder import Aggregate, Placement
+from carmigrate.aggregate._index import index_start
 from carmigrate.aggregate._packing import (
     PackingConstraints,
     PackItem,
@@ -39,7 +41,6 @@ from carmigrate.commp import PieceInfo
 from carmigrate.errors import AggregateError
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from carmigrate.aggregate._builder import Piece
@@ -67,6 +68,7 @@ class AggregateState(enum.Enum):
 
 _LIVE: Final = ("INGESTING", "READY", "DEAL_PENDING", "DEAL_PROCESSED")
 _NEXT: Final = {
+    AggregateState.INGESTING: {AggregateState.REJECTED},
     AggregateState.READY: {AggregateState.DEAL_PENDING, AggregateState.REJECTED},
     AggregateState.DEAL_PENDING: {
         AggregateState.DEAL_PROCESSED,
@@ -283,7 +285,11 @@ class AggregateQueue:
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and getattr(self._local, "pid", None) != os.getpid():
+            # Inherited across fork(): never reuse a parent's SQLite connection.
+            db = None
         if db is None:
+            self._local.pid = os.getpid()
             db = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -325,17 +331,36 @@ class AggregateQueue:
         aggregate was rejected is already re-buffered by ``reject``. All
         offers in one call are one transaction.
 
+        Every offer is checked before anything is written: a malformed piece
+        or payload size, a piece that could never fit an aggregate under the
+        queue's constraints, or a prepended piece offered again is refused,
+        and nothing of the call is buffered.
+
         Raises:
-            AggregateError: If a piece is malformed.
+            AggregateError: If an offer is refused; the message names it.
         """
         now = self._clock()
         accepted = 0
         dups: list[str] = []
         rows = []
-        for o in offers:
+        prepended = {
+            (bytes(p.root), int(p.padded_size)) for p in self.constraints.prepend
+        }
+        for n, o in enumerate(offers):
             root, size = bytes(o.piece.root), int(o.piece.padded_size)
-            if len(root) != 32 or size < 128 or size & (size - 1):
-                msg = f"malformed piece: root of {len(root)} bytes, padded size {size}"
+            try:
+                PieceInfo(root, size, o.payload_size)
+            except ValueError as exc:
+                msg = f"offer {n}: malformed piece: {exc}"
+                raise AggregateError(msg) from exc
+            if (root, size) in prepended:
+                msg = f"offer {n}: piece {_key(root, size)} is prepended to every aggregate"
+                raise AggregateError(msg)
+            if not self._fits_empty([size]):
+                msg = (
+                    f"offer {n}: a piece of {size} padded bytes cannot fit any "
+                    f"{self.constraints.deal_size}-byte aggregate under these constraints"
+                )
                 raise AggregateError(msg)
             rows.append((root, size, o))
         with self._tx() as db:
@@ -363,6 +388,16 @@ class AggregateQueue:
                     dups.append(_key(root, size))
         return OfferResult(accepted, tuple(dups))
 
+    def _fits_empty(self, sizes: Sequence[int]) -> bool:
+        """Whether pieces of these sizes fit one empty aggregate together."""
+        c = self.constraints
+        if len(c.prepend) + len(sizes) > c.piece_limit:
+            return False
+        end = 0
+        for s in [p.padded_size for p in c.prepend] + sorted(sizes, reverse=True):
+            end = -(-end // s) * s + s
+        return end <= index_start(c.deal_size)
+
     # -- building ---------------------------------------------------------
 
     def build(self, *, now: float | None = None) -> list[AggregateRecord]:
@@ -375,16 +410,23 @@ class AggregateQueue:
         Returns:
             The aggregates that became READY in this call.
 
+        An INGESTING aggregate that cannot be built (a policy produced an
+        impossible layout) is REJECTED with the reason and its pieces are
+        re-buffered, so it never blocks later builds.
+
         Raises:
-            AggregateError: If the policy fails (for example a piece that
-                cannot fit any aggregate).
+            AggregateError: If the policy itself fails.
         """
         now = self._clock() if now is None else now
         with self._tx() as db:
             self._plan_into(db, now)
         ready = []
         for agg_id in self._ids_in_state(AggregateState.INGESTING):
-            rec = self._finish(agg_id)
+            try:
+                rec = self._finish(agg_id)
+            except AggregateError as exc:
+                self.reject(agg_id, f"could not be built: {exc}", offending=())
+                continue
             if rec is not None:
                 ready.append(rec)
         return ready
@@ -405,6 +447,7 @@ class AggregateQueue:
                 normal.append(item)
             else:
                 quarantined.setdefault(quar, []).append(item)
+        normal = self._drop_impossible_groups(db, normal)
         plans: list[PlannedAggregate] = []
         if normal:
             plans.extend(
@@ -418,9 +461,40 @@ class AggregateQueue:
         for plan in plans:
             self._claim(db, plan, now)
 
+    def _drop_impossible_groups(
+        self, db: sqlite3.Connection, items: list[PackItem]
+    ) -> list[PackItem]:
+        """Drop (with the reason) groups no aggregate can take; return the rest.
+
+        A group may grow across several ``offer`` calls, past what one
+        aggregate can hold, or gain a second tenant while tenants must stay
+        apart; packing it would fail for every later build.
+        """
+        groups: dict[str, list[PackItem]] = {}
+        for it in items:
+            if it.group is not None:
+                groups.setdefault(it.group, []).append(it)
+        bad: dict[str, str] = {}
+        for g, members in groups.items():
+            if not self._fits_empty([m.size for m in members]):
+                bad[g] = f"group {g!r} ({len(members)} pieces) cannot fit one aggregate"
+            elif (
+                self.constraints.isolate_tenants
+                and len({m.tenant for m in members}) > 1
+            ):
+                bad[g] = f"group {g!r} spans several tenants, which must stay apart"
+        for g, reason in bad.items():
+            for m in groups[g]:
+                db.execute(
+                    "UPDATE car SET status = 'DROPPED', drop_reason = ? WHERE id = ?",
+                    (reason, int(m.key)),
+                )
+        return [it for it in items if it.group not in bad]
+
     def _claim(
         self, db: sqlite3.Connection, plan: PlannedAggregate, now: float
     ) -> None:
+        plan.check()  # a policy's plan is checked before any piece is claimed
         agg_id = uuid.uuid4().hex
         prepend = json.dumps([[p.root.hex(), p.padded_size] for p in plan.prepend])
         db.execute(
@@ -575,13 +649,15 @@ class AggregateQueue:
         *,
         offending: Iterable[str] | None = None,
     ) -> AggregateRecord:
-        """READY or DEAL_PENDING → REJECTED, and rebuild from its pieces.
+        """INGESTING, READY or DEAL_PENDING → REJECTED; rebuild from its pieces.
 
-        With ``offending`` (piece keys), those pieces are dropped (status
-        DROPPED, with the reason) and the others re-buffered with a higher
-        priority. Without it, the pieces are bisected: each half is packed
-        into its own aggregate by the next ``build``; a single piece that is
-        rejected this way is dropped. Everything happens in one transaction.
+        With ``offending`` (piece keys, possibly empty), those pieces are
+        dropped (status DROPPED, with the reason) and the others re-buffered
+        with a higher priority. Without it, the pieces are bisected: each
+        half is packed into its own aggregate by the next ``build``, halves
+        split between groups, never inside one; a single piece or group that
+        is rejected this way is dropped. Everything happens in one
+        transaction. Groups bind only pieces that are buffered together.
 
         Raises:
             AggregateError: If the aggregate is unknown, not READY or
@@ -591,37 +667,44 @@ class AggregateQueue:
 
         def requeue(db: sqlite3.Connection) -> None:
             members = db.execute(
-                "SELECT c.id, c.root, c.padded_size FROM member m JOIN car c ON c.id = m.car_id"
-                " WHERE m.aggregate_id = ? ORDER BY m.position",
+                "SELECT c.id, c.root, c.padded_size, c.grp FROM member m"
+                " JOIN car c ON c.id = m.car_id WHERE m.aggregate_id = ? ORDER BY m.position",
                 (aggregate_id,),
             ).fetchall()
-            keys = {_key(r, s): i for i, r, s in members}
+            keys = {_key(r, s): i for i, r, s, _ in members}
             if bad is not None:
                 unknown = sorted(bad - keys.keys())
                 if unknown:
                     msg = f"pieces {unknown} are not in aggregate {aggregate_id}"
                     raise AggregateError(msg)
-            ids = [i for i, _, _ in members]
+            # Units: one group's pieces together, or a lone piece.
+            units: dict[object, list[int]] = {}
+            for i, _, _, grp in members:
+                units.setdefault(grp if grp is not None else ("piece", i), []).append(i)
             drop = {keys[k] for k in bad} if bad is not None else set()
-            if bad is None and len(ids) == 1:
-                drop = set(ids)
-            keep = [i for i in ids if i not in drop]
+            if bad is None and len(units) == 1:
+                drop = {i for i, _, _, _ in members}
             for i in drop:
                 db.execute(
                     "UPDATE car SET status = 'DROPPED', aggregate_id = NULL, drop_reason = ?"
                     " WHERE id = ?",
                     (reason, i),
                 )
-            half = len(keep) // 2
-            for n, i in enumerate(keep):
-                quarantine = (
-                    None if bad is not None else f"{aggregate_id}/{int(n >= half)}"
-                )
-                db.execute(
-                    "UPDATE car SET status = 'BUFFERED', aggregate_id = NULL,"
-                    " priority = priority + 1, quarantine = ? WHERE id = ?",
-                    (quarantine, i),
-                )
+            keep = [[i for i in u if i not in drop] for u in units.values()]
+            keep = [u for u in keep if u]
+            total = sum(len(u) for u in keep)
+            seen = 0
+            for u in keep:
+                # Bisect at unit boundaries, so a group is never split.
+                half = int(2 * seen >= total)
+                quarantine = None if bad is not None else f"{aggregate_id}/{half}"
+                seen += len(u)
+                for i in u:
+                    db.execute(
+                        "UPDATE car SET status = 'BUFFERED', aggregate_id = NULL,"
+                        " priority = priority + 1, quarantine = ? WHERE id = ?",
+                        (quarantine, i),
+                    )
 
         return self._transition(
             aggregate_id, AggregateState.REJECTED, note=reason, extra=requeue

@@ -77,7 +77,8 @@ def iter_aggregate_bytes(
     # Entries are whole quads in pairs (128 padded bytes = two entries).
     if len(entries) % 128:
         entries += bytes(ENTRY_SIZE)
-    yield fr32_unpad(entries)
+    for k in range(0, len(entries), _CHUNK):
+        yield fr32_unpad(entries[k : k + _CHUNK])
     yield from _zeros((area - len(entries)) // 128 * 127)
 
 
