@@ -260,3 +260,41 @@ def test_multibase_errors() -> None:
             multibase_decode(text)
     with pytest.raises(ValueError, match="unsupported multibase"):
         multibase_encode(b"x", "base2")
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda s: s[:10] + " " + s[10:],  # whitespace
+        lambda s: s + "=",  # padding
+        lambda s: s[:5] + "!" + s[5:],  # outside the alphabet
+        lambda s: s + " ",
+    ],
+)
+@pytest.mark.parametrize(
+    "base", ["base32", "base16", "base64", "base64url", "base58btc", "base36"]
+)
+def test_non_canonical_strings_are_refused(base: str, mutate: object) -> None:
+    """Each CID has one spelling per base: junk, padding and spaces are refused."""
+    text = CID.from_data(b"canonical").encode(base)
+
+    with pytest.raises(FormatError):
+        CID.decode(mutate(text))  # type: ignore[operator]
+
+
+def test_base32_with_stray_trailing_bits_is_refused() -> None:
+    """A base32 string whose unused trailing bits are set is not canonical."""
+    text = CID.from_data(b"x").encode()
+    last = "abcdefghijklmnopqrstuvwxyz234567"
+    bumped = text[:-1] + last[(last.index(text[-1]) + 1) % 32]
+
+    with pytest.raises(FormatError):
+        CID.decode(bumped)
+
+
+def test_overlong_cid_strings_are_refused_quickly() -> None:
+    """Strings past MAX_CID_STRING are refused before any quadratic decoding."""
+    from carmigrate.cid import MAX_CID_STRING
+
+    with pytest.raises(FormatError, match="longer than"):
+        CID.decode("z" + "2" * (MAX_CID_STRING + 1))

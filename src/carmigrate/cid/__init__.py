@@ -9,7 +9,7 @@ Specs: multiformats CID, multihash, multibase and unsigned-varint; IPLD
 DAG-CBOR.
 """
 
-from carmigrate.cid._cid import CID, CIDLike, as_cid
+from carmigrate.cid._cid import CID, MAX_CID_STRING, CIDLike, as_cid
 from carmigrate.cid._codes import CODECS, HASHES, codec_name, hash_name
 from carmigrate.cid._dagcbor import IPLDValue, decode_dag_cbor, encode_dag_cbor
 from carmigrate.cid._multibase import BASES, multibase_decode, multibase_encode
@@ -32,6 +32,7 @@ __all__ = [
     "HASHES",
     "HashCheck",
     "IPLDValue",
+    "MAX_CID_STRING",
     "MAX_VARINT_BYTES",
     "Multihash",
     "UnsupportedHash",

@@ -18,10 +18,13 @@ from carmigrate.errors import FormatError
 if TYPE_CHECKING:
     from carmigrate.cid._types import Buffer
 
-__all__ = ["CID", "CIDLike", "as_cid"]
+__all__ = ["CID", "MAX_CID_STRING", "CIDLike", "as_cid"]
 
 _SHA256: Final = 0x12
 _DAG_PB: Final = 0x70
+
+MAX_CID_STRING: Final = 4096
+"""Longest CID string parsed; base58 and base36 decoding is quadratic in length."""
 
 CIDLike: TypeAlias = "CID | str | bytes | bytearray | memoryview | SupportsBytes"
 """Anything a CID is accepted as: a CID, its string or binary form, or an
@@ -137,6 +140,11 @@ class CID:
         Raises:
             FormatError: If the string is not a CID.
         """
+        if len(text) > MAX_CID_STRING:
+            msg = (
+                f"CID string of {len(text)} characters is longer than {MAX_CID_STRING}"
+            )
+            raise FormatError(msg)
         if len(text) == 46 and text.startswith("Qm"):
             return cls.from_bytes(b58decode(text))
         _, data = multibase_decode(text)

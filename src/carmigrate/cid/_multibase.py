@@ -108,50 +108,55 @@ def multibase_encode(data: bytes, base: str = "base32") -> str:
 
 
 def multibase_decode(text: str) -> tuple[str, bytes]:
-    """Decode multibase text.
+    """Decode multibase text, accepting only its canonical form.
+
+    The text must be exactly what [multibase_encode][carmigrate.cid.multibase_encode]
+    writes for the decoded bytes: no padding, whitespace or characters
+    outside the alphabet, no mixed case, no stray trailing bits. A value has
+    one spelling per base.
 
     Returns:
         ``(base name, bytes)``.
 
     Raises:
-        FormatError: If the prefix is unknown or the body is not valid in
-            that base.
+        FormatError: If the prefix is unknown or the body is not canonical
+            text in that base.
     """
     if not text:
         msg = "empty string is not multibase"
         raise FormatError(msg)
     prefix, body = text[0], text[1:]
+    base = _PREFIXES.get(prefix)
+    if base is None:
+        msg = f"unknown multibase prefix {prefix!r}"
+        raise FormatError(msg)
+    if not body.isascii():
+        msg = f"{base} text has non-ASCII characters"
+        raise FormatError(msg)
     try:
         if prefix in "bB":
-            if body != body.lower() and body != body.upper():
-                msg = "base32 text mixes upper and lower case"
-                raise FormatError(msg)
-            pad = "=" * (-len(body) % 8)
-            return ("base32" if prefix == "b" else "base32upper"), base64.b32decode(
-                body.upper() + pad
+            data = base64.b32decode(body.upper() + "=" * (-len(body) % 8))
+        elif prefix == "z":
+            data = b58decode(body)
+        elif prefix in "kK":
+            data = _int_decode(body.lower(), _B36_INDEX, "0", "base36")
+        elif prefix in "fF":
+            data = bytes.fromhex(body)
+        elif prefix == "m":
+            data = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        else:
+            data = base64.b64decode(
+                body + "=" * (-len(body) % 4), altchars=b"-_", validate=True
             )
-        if prefix == "z":
-            return "base58btc", b58decode(body)
-        if prefix in "kK":
-            low = body.lower()
-            if prefix == "k" and body != low:
-                msg = "base36 (k) text has upper-case characters"
-                raise FormatError(msg)
-            return ("base36" if prefix == "k" else "base36upper"), _int_decode(
-                low, _B36_INDEX, "0", "base36"
-            )
-        if prefix in "fF":
-            return ("base16" if prefix == "f" else "base16upper"), bytes.fromhex(body)
-        if prefix == "m":
-            return "base64", base64.b64decode(
-                body + "=" * (-len(body) % 4), validate=True
-            )
-        if prefix == "u":
-            return "base64url", base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError) as exc:
         if isinstance(exc, FormatError):
             raise
-        msg = f"invalid multibase {prefix!r} text: {exc}"
+        msg = f"invalid {base} text: {exc}"
         raise FormatError(msg) from exc
-    msg = f"unknown multibase prefix {prefix!r}"
-    raise FormatError(msg)
+    if multibase_encode(data, base) != text:
+        msg = f"{base} text is not in canonical form (padding, case, whitespace or trailing bits)"
+        raise FormatError(msg)
+    return base, data
+
+
+_PREFIXES: Final = {v: k for k, v in BASES.items()}
