@@ -1,6 +1,7 @@
 """The single exception tree of carmigrate.
 
-Every error carmigrate raises on purpose derives from [CarmigrateError][]. Where a
+Every error carmigrate raises on purpose derives from
+[CarmigrateError][carmigrate.errors.CarmigrateError]. Where a
 builtin is the natural thing to catch, the error also derives from it, so
 ``except FileNotFoundError`` keeps working around a store and ``except
 ValueError`` around a parser::

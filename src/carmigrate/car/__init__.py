@@ -1,0 +1,71 @@
+"""CAR files: read, verify, index and write CARv1 and CARv2.
+
+Two ways in, chosen by what you hold (as in go-car):
+
+- a stream: [iter_blocks][carmigrate.car.iter_blocks] and
+  [CarBlockReader][carmigrate.car.CarBlockReader] read blocks in order from
+  any binary stream; [verify_car][carmigrate.car.verify_car] re-hashes them;
+  [inspect_car][carmigrate.car.inspect_car] summarises;
+- a seekable file: [CarReader][carmigrate.car.CarReader] gives random access
+  by CID through an index it builds itself, and checks any embedded index.
+
+[CarWriter][carmigrate.car.CarWriter] writes CARv1 (streaming) and CARv2
+(with an index, header written at close); [index_car][carmigrate.car.index_car]
+turns any CAR into an indexed CARv2.
+
+Every length read from a file is checked against
+[CarLimits][carmigrate.car.CarLimits] before anything is allocated, and every
+parse error is a [CarFormatError][carmigrate.errors.CarFormatError] that names
+the byte offset and what was expected.
+
+Specs: CARv1 https://ipld.io/specs/transport/car/carv1/ and CARv2
+https://ipld.io/specs/transport/car/carv2/; behaviour follows go-car v2 where
+the specs are silent.
+"""
+
+from carmigrate.car._block import Block, BlockLocation, CarBlock
+from carmigrate.car._header import PRAGMA, CarHeader, CarV2Header, Characteristics
+from carmigrate.car._index import (
+    INDEX_SORTED,
+    MULTIHASH_INDEX_SORTED,
+    CarIndex,
+    IndexEntry,
+)
+from carmigrate.car._inspect import CarSummary, inspect_car
+from carmigrate.car._limits import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_HEADER_SIZE,
+    DEFAULT_MAX_SECTION_SIZE,
+    CarLimits,
+)
+from carmigrate.car._reader import CarReader
+from carmigrate.car._scan import CarBlockReader, iter_blocks
+from carmigrate.car._verify import VerifyResult, verify_car
+from carmigrate.car._writer import CarWriter, index_car
+
+__all__ = [
+    "Block",
+    "BlockLocation",
+    "CarBlock",
+    "CarBlockReader",
+    "CarHeader",
+    "CarIndex",
+    "CarLimits",
+    "CarReader",
+    "CarSummary",
+    "CarV2Header",
+    "CarWriter",
+    "Characteristics",
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_HEADER_SIZE",
+    "DEFAULT_MAX_SECTION_SIZE",
+    "INDEX_SORTED",
+    "IndexEntry",
+    "MULTIHASH_INDEX_SORTED",
+    "PRAGMA",
+    "VerifyResult",
+    "index_car",
+    "inspect_car",
+    "iter_blocks",
+    "verify_car",
+]
