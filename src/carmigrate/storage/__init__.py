@@ -1,0 +1,85 @@
+"""Where bytes live: one small Store Protocol and the backends behind it.
+
+A [Store][carmigrate.storage.Store] has ``stat``, ranged ``open_read``, atomic
+``write``, sorted ``list`` and ``delete``, plus frozen
+[Capabilities][carmigrate.storage.Capabilities] that say what else it can do
+(server-side copy, conditional writes, native checksums, a cold tier, ...).
+Optional abilities are small extra Protocols. Helpers built on the Protocol
+(copy between stores, exists, whole-object I/O, restore) are free functions
+in [carmigrate.storage.ops][], re-exported here.
+
+Backends: [LocalStore][carmigrate.storage.LocalStore],
+[MemoryStore][carmigrate.storage.MemoryStore],
+[S3Store][carmigrate.storage.S3Store] (boto3, imported lazily) and
+[FsspecStore][carmigrate.storage.FsspecStore] (fsspec, imported lazily);
+[open_store][carmigrate.storage.open_store] picks one from a URL, and
+third-party packages add schemes through the ``carmigrate.stores`` entry point
+group. Vendor errors are translated into [carmigrate.errors][] at each
+backend's boundary.
+"""
+
+from carmigrate.storage._base import (
+    COLD_STORAGE_CLASSES,
+    BufferLike,
+    Capabilities,
+    ObjectInfo,
+    RestoreStatus,
+    Store,
+    SupportsPresignedUrls,
+    SupportsRead,
+    SupportsRestore,
+    SupportsServerSideCopy,
+    WriteData,
+)
+from carmigrate.storage._fsspec import FsspecStore
+from carmigrate.storage._io import SUPPORTED_CHECKSUMS, iter_chunks, normalize_checksums
+from carmigrate.storage._keys import (
+    DEFAULT_MAX_KEY_LENGTH,
+    validate_key,
+    validate_prefix,
+)
+from carmigrate.storage._local import LocalStore
+from carmigrate.storage._memory import MemoryStore
+from carmigrate.storage._registry import ENTRY_POINT_GROUP, open_store
+from carmigrate.storage._retry import RetryPolicy
+from carmigrate.storage._s3 import ConditionalWriteMode, S3Store
+from carmigrate.storage.ops import (
+    copy_object,
+    exists,
+    read_bytes,
+    restore_object,
+    write_bytes,
+)
+
+__all__ = [
+    "BufferLike",
+    "COLD_STORAGE_CLASSES",
+    "Capabilities",
+    "ConditionalWriteMode",
+    "DEFAULT_MAX_KEY_LENGTH",
+    "ENTRY_POINT_GROUP",
+    "FsspecStore",
+    "LocalStore",
+    "MemoryStore",
+    "ObjectInfo",
+    "RestoreStatus",
+    "RetryPolicy",
+    "S3Store",
+    "SUPPORTED_CHECKSUMS",
+    "Store",
+    "SupportsPresignedUrls",
+    "SupportsRead",
+    "SupportsRestore",
+    "SupportsServerSideCopy",
+    "WriteData",
+    "copy_object",
+    "exists",
+    "iter_chunks",
+    "normalize_checksums",
+    "open_store",
+    "read_bytes",
+    "restore_object",
+    "validate_key",
+    "validate_prefix",
+    "write_bytes",
+]

@@ -1,0 +1,670 @@
+"""LocalStore: objects as files under one directory, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import os
+import secrets
+import stat as stat_mod
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Final, NoReturn, final
+
+from carmigrate.errors import (
+    CarmigrateError,
+    InvalidKey,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+)
+from carmigrate.storage._base import (
+    BufferLike,
+    Capabilities,
+    ObjectInfo,
+    Store,
+    WriteData,
+)
+from carmigrate.storage._io import (
+    CheckedRangeReader,
+    Digests,
+    check_range,
+    clip_range,
+    iter_chunks,
+    normalize_checksums,
+    open_checked,
+    size_mismatch,
+    verify_checksums,
+)
+from carmigrate.storage._keys import validate_key, validate_prefix
+
+if TYPE_CHECKING:
+    import builtins
+    from collections.abc import Callable, Iterator, Mapping
+
+__all__ = ["LocalStore"]
+
+RESERVED_PREFIX: Final = ".carmigrate."
+"""Names starting with this are the store's own (temporary files)."""
+
+_NAME_MAX: Final = 255
+_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_COPY_CHUNK: Final = 8 * 1024 * 1024
+
+
+def _mtime(st: os.stat_result) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(st.st_mtime_ns / 1e9, datetime.UTC)
+
+
+class _Vanished(Exception):
+    """A folder disappeared under a concurrent delete; walk again."""
+
+
+class _Dirs:
+    """File descriptors of a key's ancestor directories, root first."""
+
+    __slots__ = ("fds", "names")
+
+    def __init__(self, root_fd: int) -> None:
+        self.fds = [root_fd]
+        self.names: list[str] = []
+
+    @property
+    def leaf(self) -> int:
+        return self.fds[-1]
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+
+
+@final
+class LocalStore:
+    """A store whose objects are files under one directory.
+
+    Writes go to a temporary file in the destination directory, are fsynced
+    and then renamed over the key, so readers see the old object or the new
+    one, never a part. ``if_absent`` publishes with ``link(2)``, which fails
+    if the name exists: race-free between processes too. Missing directories
+    are created on write and removed again when a delete empties them.
+
+    Keys map to paths below the root and can never leave it: every path
+    component is opened relative to its parent with ``O_NOFOLLOW``, so a
+    symbolic link below the root is never followed. A key that crosses one
+    raises ``InvalidKey``, and ``list`` skips links. Names starting with
+    ``.carmigrate.`` are reserved for temporary files (``InvalidKey``); a
+    crashed writer can leave such a file behind, never a partial object.
+
+    State: the root path; safe to share between threads.
+
+    Args:
+        root: The directory; its own symbolic links are resolved once here.
+        create: Create ``root`` (and parents) if missing; otherwise a missing
+            root is an error.
+        fsync: Flush file data and the directory entry to disk before a
+            write returns (turn off only for scratch data).
+
+    Raises:
+        StorageError: ``root`` does not exist (with ``create=False``) or is
+            not a directory.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, create: bool = True, fsync: bool = True
+    ) -> None:
+        path = Path(root).expanduser()
+        try:
+            if create:
+                path.mkdir(parents=True, exist_ok=True)
+            self._root = os.path.realpath(path, strict=True)
+        except OSError as e:
+            raise StorageError(f"cannot use {str(path)!r} as a store root: {e}") from e
+        if not os.path.isdir(self._root):
+            raise StorageError(f"store root {self._root!r} is not a directory")
+        self._fsync = fsync
+        self._url = Path(self._root).as_uri()
+        self._capabilities = Capabilities(
+            sorted_listing=True,
+            atomic_write=True,
+            conditional_write=True,
+            server_side_copy=True,
+            hierarchical_keys=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self._root!r})"
+
+    @property
+    def url(self) -> str:
+        """The root as a ``file://`` URL."""
+        return self._url
+
+    @property
+    def root(self) -> str:
+        """The absolute root directory, symbolic links resolved."""
+        return self._root
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Sorted listing, atomic if-absent writes, server-side copy between
+        local stores; hierarchical keys; no stored checksums or metadata.
+        """  # noqa: D205
+        return self._capabilities
+
+    # ------------------------------------------------------------------
+    # paths
+
+    def _split(self, key: str) -> list[str]:
+        validate_key(key)
+        parts = key.split("/")
+        for part in parts:
+            if part.startswith(RESERVED_PREFIX):
+                raise InvalidKey(
+                    f"{self.url}: key {key!r}: names starting with "
+                    f"{RESERVED_PREFIX!r} are reserved",
+                    key=key,
+                )
+            if len(part.encode("utf-8")) > _NAME_MAX:
+                raise InvalidKey(
+                    f"{self.url}: key {key!r} has a segment longer than "
+                    f"{_NAME_MAX} bytes",
+                    key=key,
+                )
+        return parts
+
+    def _error(self, e: OSError, key: str, action: str) -> NoReturn:
+        if isinstance(
+            e, CarmigrateError
+        ):  # already ours (ObjectNotFound is an OSError)
+            raise e
+        transient = e.errno in (errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ENOSPC)
+        raise StorageError(
+            f"{self.url}: cannot {action} {key!r}: {e.strerror or e}",
+            key=key,
+            transient=transient,
+        ) from e
+
+    def _crossing(self, dir_fd: int, name: str, key: str, *, missing: str) -> NoReturn:
+        """Explain why ``name`` under ``dir_fd`` could not be opened as a dir."""
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.url}: no object {key!r}", key=key) from None
+        if stat_mod.S_ISLNK(st.st_mode):
+            raise InvalidKey(
+                f"{self.url}: key {key!r} crosses the symbolic link {name!r}", key=key
+            )
+        if missing == "raise":
+            raise InvalidKey(
+                f"{self.url}: key {key!r} needs {name!r} to be a directory, "
+                "but it is an object",
+                key=key,
+            )
+        raise ObjectNotFound(f"{self.url}: no object {key!r}", key=key)
+
+    def _open_dirs(self, key: str, names: list[str], *, create: bool) -> _Dirs:
+        """Open the directories ``names`` below the root, never following links.
+
+        With ``create``, missing directories are made; if a concurrent delete
+        removes one meanwhile, the walk starts over.
+        """
+        for _attempt in range(20):
+            try:
+                root_fd = os.open(
+                    self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+                )
+            except OSError as e:
+                self._error(e, key, "open the root for")
+            dirs = _Dirs(root_fd)
+            try:
+                for name in names:
+                    fd = self._open_component(dirs.leaf, name, key, create=create)
+                    dirs.fds.append(fd)
+                    dirs.names.append(name)
+            except _Vanished:
+                dirs.close()
+                continue
+            except OSError as e:
+                dirs.close()
+                self._error(e, key, "open the folders of")
+            except BaseException:
+                dirs.close()
+                raise
+            return dirs
+        raise StorageError(
+            f"{self.url}: folders of {key!r} keep disappearing (concurrent deletes)",
+            key=key,
+            transient=True,
+        )
+
+    def _open_component(self, parent: int, name: str, key: str, *, create: bool) -> int:
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise ObjectNotFound(
+                    f"{self.url}: no object {key!r}", key=key
+                ) from None
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                self._crossing(parent, name, key, missing="raise" if create else "404")
+            raise
+        try:
+            os.mkdir(name, 0o777, dir_fd=parent)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            raise _Vanished from None  # the parent was removed meanwhile
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            raise _Vanished from None  # removed again before we opened it
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                self._crossing(parent, name, key, missing="raise")
+            raise
+
+    # ------------------------------------------------------------------
+    # reading
+
+    def _open_file(self, key: str) -> tuple[int, os.stat_result]:
+        parts = self._split(key)
+        dirs = self._open_dirs(key, parts[:-1], create=False)
+        try:
+            try:
+                fd = os.open(
+                    parts[-1],
+                    # O_NONBLOCK: opening a FIFO must not wait for a writer
+                    os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                    dir_fd=dirs.leaf,
+                )
+            except FileNotFoundError:
+                raise ObjectNotFound(
+                    f"{self.url}: no object {key!r}", key=key
+                ) from None
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise InvalidKey(
+                        f"{self.url}: key {key!r} is a symbolic link", key=key
+                    ) from e
+                self._error(e, key, "open")
+        finally:
+            dirs.close()
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ObjectNotFound(f"{self.url}: no object {key!r}", key=key)
+        return fd, st
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Describe an object (see [Store.stat][carmigrate.storage.Store.stat]).
+
+        Reports size and mtime; a plain file keeps no checksums.
+        """
+        fd, st = self._open_file(key)
+        os.close(fd)
+        return ObjectInfo(key=key, size=st.st_size, mtime=_mtime(st))
+
+    def open_read(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        """Open a range of an object (see [Store.open_read][carmigrate.storage.Store.open_read]).
+
+        The stream reads the file that had the key when it was opened, even
+        if the key is replaced meanwhile; if that file shrinks, the read
+        raises instead of returning short data.
+        """
+        check_range(start, end)
+        fd, st = self._open_file(key)
+        begin, stop = clip_range(start, end, st.st_size)
+        pos = begin
+
+        def fill(view: memoryview) -> int:
+            nonlocal pos
+            try:
+                n = os.preadv(fd, [view], pos)
+            except OSError as e:
+                self._error(e, key, "read")
+            pos += n
+            return n
+
+        return open_checked(
+            CheckedRangeReader(
+                fill,
+                length=stop - begin,
+                url=self.url,
+                key=key,
+                offset=begin,
+                on_close=lambda: os.close(fd),
+            )
+        )
+
+    # ------------------------------------------------------------------
+    # writing
+
+    def _temp_name(self) -> str:
+        return f"{RESERVED_PREFIX}tmp.{secrets.token_hex(8)}"
+
+    def _publish(
+        self,
+        key: str,
+        parts: list[str],
+        fill: Callable[[int], tuple[os.stat_result, dict[str, str]]],
+        *,
+        if_absent: bool,
+    ) -> ObjectInfo:
+        """Create a temp file, let ``fill`` write it, then move it to ``key``.
+
+        ``fill(fd)`` writes the data, checks it and returns the final stat and
+        digests; whatever raises, the temp file is removed. Exceptions from
+        ``fill`` propagate unchanged.
+        """
+        name = parts[-1]
+        attempt = 0
+        while True:
+            attempt += 1
+            dirs = self._open_dirs(key, parts[:-1], create=True)
+            try:
+                tmp = self._temp_name()
+                try:
+                    fd = os.open(
+                        tmp,
+                        os.O_WRONLY
+                        | os.O_CREAT
+                        | os.O_EXCL
+                        | os.O_NOFOLLOW
+                        | os.O_CLOEXEC,
+                        0o666,
+                        dir_fd=dirs.leaf,
+                    )
+                except FileNotFoundError as e:
+                    # a concurrent delete removed the (then empty) folder
+                    if attempt < 10:
+                        continue
+                    self._error(e, key, "write")
+                except OSError as e:
+                    self._error(e, key, "write")
+                try:
+                    try:
+                        st, digests = fill(fd)
+                    finally:
+                        os.close(fd)
+                    self._commit(key, tmp, name, dirs, if_absent=if_absent)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=dirs.leaf)
+                    raise
+            finally:
+                dirs.close()
+            return ObjectInfo(
+                key=key, size=st.st_size, mtime=_mtime(st), checksums=digests
+            )
+
+    def _commit(
+        self, key: str, tmp: str, name: str, dirs: _Dirs, *, if_absent: bool
+    ) -> None:
+        try:
+            if if_absent:
+                try:
+                    os.link(
+                        tmp,
+                        name,
+                        src_dir_fd=dirs.leaf,
+                        dst_dir_fd=dirs.leaf,
+                        follow_symlinks=False,
+                    )
+                except FileExistsError:
+                    raise ObjectExists(
+                        f"{self.url}: {key!r} already exists", key=key
+                    ) from None
+                os.unlink(tmp, dir_fd=dirs.leaf)
+            else:
+                try:
+                    os.rename(tmp, name, src_dir_fd=dirs.leaf, dst_dir_fd=dirs.leaf)
+                except IsADirectoryError:
+                    raise InvalidKey(
+                        f"{self.url}: key {key!r} is a folder of other objects", key=key
+                    ) from None
+            if self._fsync:
+                os.fsync(dirs.leaf)
+        except OSError as e:
+            self._error(e, key, "write")
+
+    def _write_all(self, fd: int, chunk: BufferLike, key: str) -> None:
+        view = memoryview(chunk).cast("B")
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as e:
+            self._error(e, key, "write")
+
+    def _finish(self, fd: int, key: str) -> os.stat_result:
+        try:
+            if self._fsync:
+                os.fsync(fd)
+            return os.fstat(fd)
+        except OSError as e:
+            self._error(e, key, "write")
+
+    def write(
+        self,
+        key: str,
+        data: WriteData,
+        *,
+        size: int | None = None,
+        if_absent: bool = False,
+        checksums: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Store an object atomically (see [Store.write][carmigrate.storage.Store.write]).
+
+        Computes only the digests asked for in ``checksums``.
+
+        Raises:
+            StorageError: ``metadata`` was given: plain files keep none.
+        """
+        parts = self._split(key)
+        expected = normalize_checksums(checksums)
+        if metadata:
+            raise StorageError(
+                f"{self.url}: LocalStore keeps no user metadata "
+                "(capabilities.user_metadata is False)",
+                key=key,
+            )
+        chunks = iter_chunks(data)
+
+        def fill(fd: int) -> tuple[os.stat_result, dict[str, str]]:
+            digests = Digests(expected)
+            written = 0
+            for chunk in chunks:
+                digests.update(chunk)
+                self._write_all(fd, chunk, key)
+                written += len(chunk)
+                if size is not None and written > size:
+                    raise size_mismatch(self.url, key, size, written)
+            if size is not None and written != size:
+                raise size_mismatch(self.url, key, size, written)
+            actual = digests.hexdigests()
+            verify_checksums(expected, actual, url=self.url, key=key)
+            return self._finish(fd, key), actual
+
+        return self._publish(key, parts, fill, if_absent=if_absent)
+
+    # ------------------------------------------------------------------
+    # listing and deleting
+
+    def _walk(self, dir_fd: int, base: str, name_prefix: str) -> Iterator[ObjectInfo]:
+        with os.scandir(dir_fd) as it:
+            entries: list[tuple[str, str, os.stat_result | None]] = []
+            for entry in it:
+                name = entry.name
+                if name.startswith(RESERVED_PREFIX) or not name.startswith(name_prefix):
+                    continue
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue  # not representable as a key
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat_mod.S_ISDIR(st.st_mode):
+                    entries.append((name + "/", name, None))
+                elif stat_mod.S_ISREG(st.st_mode):
+                    entries.append((name, name, st))
+        entries.sort(key=lambda e: e[0])
+        for _, name, file_st in entries:
+            if file_st is not None:
+                yield ObjectInfo(
+                    key=base + name, size=file_st.st_size, mtime=_mtime(file_st)
+                )
+                continue
+            try:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue  # removed or replaced meanwhile
+            try:
+                yield from self._walk(sub, base + name + "/", "")
+            finally:
+                os.close(sub)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects under ``prefix`` in key order (see [Store.list][carmigrate.storage.Store.list]).
+
+        Walks only the folder that holds ``prefix``; skips symbolic links,
+        other non-regular files and reserved temporary files.
+        """
+        validate_prefix(prefix)
+        folder, _, name_prefix = prefix.rpartition("/")
+        names = folder.split("/") if folder else []
+        return self._list(prefix, names, name_prefix)
+
+    def _list(
+        self, prefix: str, names: builtins.list[str], name_prefix: str
+    ) -> Iterator[ObjectInfo]:
+        try:
+            dirs = self._open_dirs(prefix or ".", names, create=False)
+        except (ObjectNotFound, InvalidKey):
+            return
+        try:
+            base = "".join(n + "/" for n in names)
+            try:
+                yield from self._walk(dirs.leaf, base, name_prefix)
+            except OSError as e:
+                self._error(e, prefix, "list")
+        finally:
+            dirs.close()
+
+    def delete(self, key: str) -> None:
+        """Remove an object and any folders it leaves empty; a missing key is fine."""
+        parts = self._split(key)
+        try:
+            dirs = self._open_dirs(key, parts[:-1], create=False)
+        except ObjectNotFound:
+            return
+        try:
+            try:
+                st = os.stat(parts[-1], dir_fd=dirs.leaf, follow_symlinks=False)
+            except FileNotFoundError:
+                return
+            if stat_mod.S_ISLNK(st.st_mode):
+                raise InvalidKey(f"{self.url}: key {key!r} is a symbolic link", key=key)
+            if not stat_mod.S_ISREG(st.st_mode):
+                return
+            try:
+                os.unlink(parts[-1], dir_fd=dirs.leaf)
+            except FileNotFoundError:
+                return
+            # remove folders the delete left empty, deepest first
+            for depth in range(len(dirs.names), 0, -1):
+                try:
+                    os.rmdir(dirs.names[depth - 1], dir_fd=dirs.fds[depth - 1])
+                except OSError:
+                    break
+        except OSError as e:
+            self._error(e, key, "delete")
+        finally:
+            dirs.close()
+
+    # ------------------------------------------------------------------
+    # server-side copy
+
+    def can_copy_from(self, source: Store) -> bool:
+        """True for any LocalStore: the kernel copies between local files."""
+        return isinstance(source, LocalStore)
+
+    def copy_from(
+        self,
+        source: Store,
+        source_key: str,
+        key: str,
+        *,
+        if_absent: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Copy a file from another LocalStore with ``copy_file_range(2)``.
+
+        Atomic like ``write``; ``metadata`` must be empty.
+        """
+        if not isinstance(source, LocalStore):
+            raise StorageError(f"{self.url}: can only copy from a LocalStore", key=key)
+        if metadata:
+            raise StorageError(
+                f"{self.url}: LocalStore keeps no user metadata", key=key
+            )
+        parts = self._split(key)
+        src_fd, src_st = source._open_file(source_key)
+
+        def fill(fd: int) -> tuple[os.stat_result, dict[str, str]]:
+            remaining = src_st.st_size
+            offset = 0
+            while remaining > 0:
+                try:
+                    n = _copy_range(src_fd, fd, offset, min(remaining, _COPY_CHUNK))
+                except OSError as e:
+                    self._error(e, key, "copy to")
+                if n == 0:
+                    raise StorageError(
+                        f"{source.url}: {source_key!r} shrank while being copied",
+                        key=source_key,
+                        transient=True,
+                    )
+                offset += n
+                remaining -= n
+            return self._finish(fd, key), {}
+
+        try:
+            return self._publish(key, parts, fill, if_absent=if_absent)
+        finally:
+            os.close(src_fd)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> LocalStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _copy_range(src: int, dst: int, offset: int, count: int) -> int:
+    """Copy ``count`` bytes at ``offset`` of ``src`` to the end of ``dst``."""
+    copy_file_range = getattr(os, "copy_file_range", None)
+    if copy_file_range is not None:
+        try:
+            return int(copy_file_range(src, dst, count, offset))
+        except OSError as e:
+            if e.errno not in (
+                errno.EXDEV,
+                errno.ENOSYS,
+                errno.EINVAL,
+                errno.EOPNOTSUPP,
+            ):
+                raise
+    data = os.pread(src, count, offset)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(dst, view) :]
+    return len(data)

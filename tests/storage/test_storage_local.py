@@ -1,0 +1,256 @@
+"""LocalStore: atomic writes, race-free if-absent, keys that cannot escape the root."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from carmigrate.errors import InvalidKey, ObjectExists, ObjectNotFound, StorageError
+from carmigrate.storage import LocalStore, copy_object, read_bytes
+
+
+def test_write_is_atomic_temp_then_rename(tmp_path: Path) -> None:
+    """During a write only a reserved temp file exists; the key appears complete."""
+    store = LocalStore(tmp_path)
+    seen: list[list[str]] = []
+
+    def source() -> Iterator[bytes]:
+        yield b"a" * 1000
+        seen.append(sorted(os.listdir(tmp_path / "dir")))
+        yield b"b" * 1000
+
+    store.write("dir/obj", source())
+
+    assert len(seen[0]) == 1
+    assert seen[0][0].startswith(".carmigrate.tmp.")
+    assert sorted(os.listdir(tmp_path / "dir")) == ["obj"]
+    assert (tmp_path / "dir" / "obj").read_bytes() == b"a" * 1000 + b"b" * 1000
+
+
+def test_crashed_writer_leaves_only_a_hidden_temp_file(tmp_path: Path) -> None:
+    """A leftover temp file (a crash) is never listed and never read as an object."""
+    store = LocalStore(tmp_path)
+    (tmp_path / ".carmigrate.tmp.deadbeef").write_bytes(b"partial")
+    store.write("real", b"x")
+
+    assert [i.key for i in store.list()] == ["real"]
+    with pytest.raises(InvalidKey, match="reserved"):
+        store.stat(".carmigrate.tmp.deadbeef")
+
+
+def test_failed_write_cleans_up(tmp_path: Path) -> None:
+    """A failing source leaves no temp file behind and the old object intact."""
+    store = LocalStore(tmp_path)
+    store.write("obj", b"old")
+
+    def source() -> Iterator[bytes]:
+        yield b"new"
+        raise OSError("disk source failed")
+
+    with pytest.raises(OSError, match="disk source failed"):
+        store.write("obj", source())
+
+    assert sorted(os.listdir(tmp_path)) == ["obj"]
+    assert read_bytes(store, "obj") == b"old"
+
+
+def test_if_absent_uses_link_and_is_race_free(tmp_path: Path) -> None:
+    """Many threads race an if-absent write: exactly one wins, its bytes are whole."""
+    store = LocalStore(tmp_path)
+    barrier = threading.Barrier(8)
+    outcome: dict[int, str] = {}
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        try:
+            store.write("key", bytes([i]) * 100_000, if_absent=True)
+            outcome[i] = "won"
+        except ObjectExists:
+            outcome[i] = "lost"
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    winners = [i for i, o in outcome.items() if o == "won"]
+    assert len(winners) == 1
+    assert read_bytes(store, "key") == bytes([winners[0]]) * 100_000
+    assert sorted(os.listdir(tmp_path)) == ["key"]
+
+
+def test_symlinks_are_never_followed(tmp_path: Path) -> None:
+    """Keys crossing a symbolic link raise InvalidKey; list skips links."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "escape").symlink_to(outside)
+    (root / "link-file").symlink_to(outside / "secret")
+    store = LocalStore(root)
+
+    for key in ("escape/secret", "link-file"):
+        with pytest.raises(InvalidKey, match="symbolic link"):
+            store.stat(key)
+        with pytest.raises(InvalidKey, match="symbolic link"):
+            store.open_read(key)
+        with pytest.raises(InvalidKey, match="symbolic link"):
+            store.delete(key)
+    with pytest.raises(InvalidKey, match="symbolic link"):
+        store.write("escape/new", b"x")
+
+    assert not (outside / "new").exists()
+    assert (outside / "secret").read_bytes() == b"secret"
+    assert list(store.list()) == []
+
+
+def test_root_may_be_a_symlink(tmp_path: Path) -> None:
+    """The root's own links are resolved once, at construction."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "alias").symlink_to(real)
+    store = LocalStore(tmp_path / "alias")
+    store.write("a/b", b"x")
+
+    assert store.root == str(real)
+    assert (real / "a" / "b").read_bytes() == b"x"
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    """create=False refuses a missing root; the default creates it."""
+    with pytest.raises(StorageError, match="cannot use"):
+        LocalStore(tmp_path / "nope", create=False)
+    LocalStore(tmp_path / "made" / "deep")
+    assert (tmp_path / "made" / "deep").is_dir()
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(StorageError):
+        LocalStore(tmp_path / "file", create=False)
+
+
+def test_delete_removes_empty_folders(tmp_path: Path) -> None:
+    """Folders emptied by a delete go away; folders with other objects stay."""
+    store = LocalStore(tmp_path)
+    store.write("a/b/c/d", b"1")
+    store.write("a/x", b"2")
+    store.delete("a/b/c/d")
+
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "x"]
+    store.delete("a/x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrent_writes_and_deletes_in_one_folder(tmp_path: Path) -> None:
+    """A delete emptying a folder while another write creates it again is survived."""
+    store = LocalStore(tmp_path, fsync=False)
+    errors: list[BaseException] = []
+
+    def churn(i: int) -> None:
+        try:
+            for n in range(150):
+                store.write(f"shared/deep/k{i}-{n}", b"x")
+                store.delete(f"shared/deep/k{i}-{n}")
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert list(store.list()) == []
+
+
+def test_read_of_a_shrunk_file_raises(tmp_path: Path) -> None:
+    """If the file shrinks while being read, the read raises instead of ending early."""
+    store = LocalStore(tmp_path)
+    store.write("obj", b"x" * 1_000_000)
+    with store.open_read("obj") as f:
+        f.read(10)
+        os.truncate(tmp_path / "obj", 100)
+        with pytest.raises(StorageError, match="ended early") as raised:
+            f.read()
+    assert raised.value.transient
+
+
+def test_reader_sees_the_version_it_opened(tmp_path: Path) -> None:
+    """Replacing a key does not change a stream opened before."""
+    store = LocalStore(tmp_path)
+    store.write("obj", b"old" * 1000)
+    with store.open_read("obj") as f:
+        store.write("obj", b"new")
+        assert f.read() == b"old" * 1000
+
+
+def test_hierarchy_conflicts(tmp_path: Path) -> None:
+    """An object cannot also be a folder, in either order."""
+    store = LocalStore(tmp_path)
+    store.write("a", b"file")
+    with pytest.raises(InvalidKey, match="is an object"):
+        store.write("a/b", b"x")
+    with pytest.raises(ObjectNotFound):
+        store.stat("a/b")
+    store.write("d/e", b"x")
+    with pytest.raises(InvalidKey, match="folder"):
+        store.write("d", b"x")
+    with pytest.raises(ObjectNotFound):
+        store.stat("d")
+
+
+def test_non_utf8_names_are_skipped(tmp_path: Path) -> None:
+    """Files whose names are not UTF-8 cannot be keys and are not listed."""
+    store = LocalStore(tmp_path)
+    store.write("ok", b"x")
+    with open(os.path.join(os.fsencode(tmp_path), b"bad-\xff"), "wb") as f:
+        f.write(b"y")
+
+    assert [i.key for i in store.list()] == ["ok"]
+
+
+def test_long_segments_and_special_files(tmp_path: Path) -> None:
+    """Segments over 255 bytes are invalid; FIFOs and such are not objects."""
+    store = LocalStore(tmp_path)
+    with pytest.raises(InvalidKey, match="255"):
+        store.write("x" * 256, b"x")
+    os.mkfifo(tmp_path / "fifo")
+
+    assert list(store.list()) == []
+    with pytest.raises(ObjectNotFound):
+        store.stat("fifo")
+
+
+def test_server_side_copy_between_local_stores(tmp_path: Path) -> None:
+    """copy_object uses copy_from (copy_file_range) between local stores."""
+    src = LocalStore(tmp_path / "src")
+    dst = LocalStore(tmp_path / "dst")
+    data = os.urandom(3_000_000)
+    src.write("a/obj", data)
+
+    info = copy_object(src, "a/obj", dst, "b/copy", server_side=True)
+
+    assert info.size == len(data)
+    assert read_bytes(dst, "b/copy") == data
+    with pytest.raises(ObjectExists):
+        dst.copy_from(src, "a/obj", "b/copy", if_absent=True)
+    with pytest.raises(ObjectNotFound):
+        dst.copy_from(src, "missing", "c")
+    with pytest.raises(StorageError, match="metadata"):
+        dst.copy_from(src, "a/obj", "c", metadata={"a": "b"})
+    assert sorted(p.name for p in (tmp_path / "dst").rglob("*")) == ["b", "copy"]
+
+
+def test_url_and_repr(tmp_path: Path) -> None:
+    """The URL is the root as file://; nothing else."""
+    store = LocalStore(tmp_path)
+
+    assert store.url == tmp_path.resolve().as_uri()
+    assert repr(store) == f"LocalStore({str(tmp_path.resolve())!r})"
+    with store as entered:
+        assert entered is store
