@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 
@@ -14,12 +16,20 @@ __all__ = ["build_parser", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 
+_GROUPS = ("_car", "_commp", "_aggregate", "_migrate", "_recipe")
+"""Command modules, in help order; each has ``register(subparsers)``."""
+
+
 def _registrars() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ]:
-    from carmigrate.cli import _aggregate, _car, _commp
-
-    return [_car.register, _commp.register, _aggregate.register]
+    regs = []
+    for name in _GROUPS:
+        if importlib.util.find_spec(f"carmigrate.cli.{name}") is None:
+            continue  # a command group not installed in this build
+        module = importlib.import_module(f"carmigrate.cli.{name}")
+        regs.append(module.register)
+    return regs
 
 
 def build_parser() -> argparse.ArgumentParser:
