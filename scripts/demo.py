@@ -1,131 +1,316 @@
-"""``make demo``: carmigrate end to end on generated data.
+"""``make demo``: migrate a legacy bucket of CARs, verify it, pack it into deals.
 
-1. Write a small "legacy bucket" of CAR files (heavy-tailed sizes, CARv1 and
-   CARv2, one of them deliberately corrupted) into ``.demo/legacy``.
-2. Verify every CAR, block by block, and show where the corrupt one breaks.
-3. List the blocks of one CAR.
-4. Compute the PieceCID of every good CAR.
-5. Pack the pieces into FRC-0058 aggregates and check every inclusion proof.
+1. Write a "legacy bucket" (a local folder) of about 200 CARs under
+   content-addressed keys ``uploads/<upload>/<car cid>.car``: heavy-tailed
+   sizes, a few uploads split into several shards, one CAR damaged by bit rot.
+   Written once; later runs reuse it.
+2. Plan its migration into a "new bucket" (another folder) with SHA-256, a
+   check of every CAR block and commP, in two stages: a canary of a few
+   uploads, then the rest.
+3. Run the canary stage, then everything else, recording every outcome in a
+   ledger. The damaged CAR fails (nothing of it reaches the new bucket).
+4. Re-check the new bucket independently.
+5. Pack the PieceCIDs the ledger recorded into small FRC-0058 aggregates
+   (shards of one upload stay together) and check every inclusion proof.
+6. Print the final report.
 
-Everything it writes stays under ``.demo/`` (deleted and re-created on every
-run).
+Running it again reuses the bucket, the plan and the ledger: every good item
+is already verified and nothing is copied. ``--fresh`` starts over.
+Everything goes through the library; the equivalent ``carmigrate`` commands
+are printed so you can repeat each step by hand. Everything it writes stays
+under ``--root`` (default ``.demo/``).
+
+    python scripts/demo.py [--root DIR] [--uploads N] [--deal-size BYTES] [--fresh]
 """
 
 from __future__ import annotations
 
-import hashlib
+import argparse
+import io
+import os
 import random
+import shlex
 import shutil
 import time
+from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from carmigrate.aggregate import PackingConstraints, PackItem, pack
-from carmigrate.car import CarWriter, iter_blocks, verify_car
+from carmigrate.car import CarWriter
 from carmigrate.cid import CID, encode_dag_cbor
-from carmigrate.commp import IMPLEMENTATION, commp
+from carmigrate.commp import IMPLEMENTATION, PieceInfo
+from carmigrate.migrate import (
+    Check,
+    CohortRule,
+    ItemState,
+    Ledger,
+    Limits,
+    Stage,
+    VerificationPolicy,
+    execute,
+    load_plan,
+    plan,
+    report,
+    resume,
+    verify,
+)
+from carmigrate.storage import LocalStore
 
-ROOT = Path(".demo")
-LEGACY = ROOT / "legacy"
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+BLOCK = 256 << 10
+MAX_CAR = (3 << 20) + (512 << 10)
+SEED = 2026
 
 
 def _bytes(seed: int, n: int) -> bytes:
-    out = bytearray()
-    i = 0
-    while len(out) < n:
-        out += hashlib.sha256(f"{seed}:{i}".encode()).digest()
-        i += 1
-    return bytes(out[:n])
+    """``n`` pseudo-random bytes (fast, deterministic)."""
+    return random.Random(seed).randbytes(n)
 
 
-def write_car(path: Path, seed: int, size: int, *, version: int = 1) -> CID:
-    """A CAR of raw 256 KiB blocks plus a DAG-CBOR root that links them."""
-    chunks = [
-        _bytes(seed * 1000 + k, min(1 << 18, size - off))
-        for k, off in enumerate(range(0, size, 1 << 18))
-    ]
-    leaves = [(CID.from_data(c), c) for c in chunks]
+def _size(rng: random.Random) -> int:
+    """Heavy-tailed: mostly tens of KiB, some MiB (log-normal, capped)."""
+    return int(min(MAX_CAR, max(600, rng.lognormvariate(10.8, 1.6))))
+
+
+def _upload(rng: random.Random, upload: int, shards: int) -> list[bytes]:
+    """One upload's DAG as ``shards`` CARs: raw leaves, a DAG-CBOR root in the last."""
+    sizes = [_size(rng) for _ in range(shards)]
+    leaves: list[list[tuple[CID, bytes]]] = []
+    for k, size in enumerate(sizes):
+        blocks = []
+        for j, off in enumerate(range(0, size, BLOCK)):
+            data = _bytes(upload * 1_000_003 + k * 1009 + j, min(BLOCK, size - off))
+            blocks.append((CID.from_data(data), data))
+        leaves.append(blocks)
     root_data = encode_dag_cbor(
-        {"name": f"upload-{seed}", "parts": [c for c, _ in leaves]}
+        {"name": f"upload-{upload}", "parts": [c for shard in leaves for c, _ in shard]}
     )
     root = CID.from_data(root_data, codec="dag-cbor")
-    with path.open("wb") as f, CarWriter(f, [root], version=version) as w:  # type: ignore[arg-type]
-        w.write(root, root_data)
-        for cid, data in leaves:
-            w.write(cid, data)
-    return root
+    cars = []
+    for k, blocks in enumerate(leaves):
+        buf = io.BytesIO()
+        with CarWriter(buf, [root]) as w:
+            if k == shards - 1:
+                w.write(root, root_data)
+            for cid, data in blocks:
+                w.write(cid, data)
+        cars.append(buf.getvalue())
+    return cars
 
 
-def corrupt(path: Path) -> int:
-    """Flip one byte near the end of the file (inside the last block's data)."""
-    data = bytearray(path.read_bytes())
-    at = len(data) - 100
-    data[at] ^= 0xFF
-    path.write_bytes(bytes(data))
-    return at
+def generate(where: Path, uploads: int) -> tuple[int, int, str]:
+    """Write the legacy bucket into ``where`` atomically (a temporary folder renamed).
+
+    Returns the number of CARs, their bytes and the key of the damaged one.
+    """
+    rng = random.Random(SEED)
+    tmp = where.with_name(where.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    count = total = 0
+    damaged = ""
+    victim = min(7, uploads - 1)
+    for u in range(uploads):
+        shards = 2 + u % 3 if u % 25 == 3 else 1
+        for car in _upload(rng, u, shards):
+            if u == victim:
+                # A writer damaged a block before the upload was hashed: the
+                # key's SHA-256 matches the file, only the block check can tell.
+                car = bytearray(car)
+                car[-100] ^= 0x01
+                car = bytes(car)
+            key = f"uploads/u{u:04d}/{CID.from_data(car, codec='car')}.car"
+            if u == victim:
+                damaged = key
+            path = tmp / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(car)
+            count += 1
+            total += len(car)
+    os.replace(tmp, where)
+    (where.parent / "damaged.txt").write_text(damaged + "\n")
+    return count, total, damaged
 
 
-def main() -> None:
-    shutil.rmtree(ROOT, ignore_errors=True)
-    LEGACY.mkdir(parents=True)
-    rng = random.Random(2026)
-    print(f"1. Writing CARs to {LEGACY}/ ...")
-    paths = []
-    for i in range(24):
-        size = int(min(6 << 20, max(300, rng.lognormvariate(11.5, 1.4))))
-        p = LEGACY / f"upload-{i:03d}.car"
-        write_car(p, i, size, version=2 if i % 5 == 0 else 1)
-        paths.append(p)
-    bad = paths[7]
-    offset = corrupt(bad)
-    total = sum(p.stat().st_size for p in paths)
-    print(
-        f"   {len(paths)} CARs, {total / 2**20:.1f} MiB; corrupted {bad.name} at byte {offset}\n"
+def _cli(*argv: str) -> None:
+    print("   $ carmigrate " + " ".join(shlex.quote(a) for a in argv))
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=".demo", help="where everything goes")
+    parser.add_argument("--uploads", type=int, default=190, help="uploads to generate")
+    parser.add_argument(
+        "--deal-size", type=int, default=16 << 20, help="padded deal size (bytes)"
     )
+    parser.add_argument("--concurrency", type=int, default=4, help="items in flight")
+    parser.add_argument("--fresh", action="store_true", help="delete --root first")
+    args = parser.parse_args(argv)
+    if args.uploads < 2:
+        parser.error("--uploads must be at least 2")
 
-    print("2. Verifying every block of every CAR")
-    good = []
-    for p in paths:
-        with p.open("rb") as f:
-            r = verify_car(f)
-        status = "ok" if r.ok else f"BAD: {r.first_failure}"
+    root = Path(args.root)
+    if args.fresh:
+        shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    legacy, new = root / "legacy-bucket", root / "new-bucket"
+    plan_path, ledger_path = root / "plan.jsonl", root / "ledger.db"
+    t_start = time.perf_counter()
+
+    print(f"1. The legacy bucket: {legacy}/")
+    if legacy.is_dir():
+        damaged = (root / "damaged.txt").read_text().strip()
+        cars = list(legacy.rglob("*.car"))
         print(
-            f"   {p.name}  v{r.version}  {r.blocks:>3} blocks  {r.bytes:>9} bytes  {status}"
+            f"   reusing it: {len(cars)} CARs, {_mib(sum(p.stat().st_size for p in cars))}"
+            " (--fresh to start over)"
         )
-        if r.ok:
-            good.append(p)
-    print()
+    else:
+        t0 = time.perf_counter()
+        count, total, damaged = generate(legacy, args.uploads)
+        print(
+            f"   wrote {count} CARs from {args.uploads} uploads, {_mib(total)}, "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
+    print(f"   one CAR has a damaged block: {damaged}\n")
 
-    print(f"3. The blocks of {paths[1].name}")
-    with paths[1].open("rb") as f:
-        for block in iter_blocks(f):
-            print(f"   {block.cid}  offset {block.offset:>8}  length {block.length:>7}")
-    print()
+    verification = VerificationPolicy(
+        checks=[Check.SIZE, Check.SHA256, Check.CAR, Check.COMMP]
+    )
+    stages = [Stage("canary", ("uploads/u000*",))]
+    print("2. Plan: list both buckets, decide per key, write a reviewable plan")
+    _cli(
+        "plan", str(legacy), str(new),
+        "--verify", "size,sha256,car,commp",
+        "--stage-by", "segments:2", "--stage", "canary=uploads/u000*",
+        "--concurrency", str(args.concurrency),
+        "-o", str(plan_path),
+    )  # fmt: skip
+    if plan_path.exists() and ledger_path.exists():
+        the_plan = load_plan(plan_path)
+        print(f"   reusing {plan_path} (plan {the_plan.id})")
+    else:
+        ledger_path.unlink(missing_ok=True)
+        with LocalStore(legacy) as src, LocalStore(new) as dst:
+            the_plan = plan(
+                src,
+                dst,
+                verification=verification,
+                cohorts=CohortRule(segments=2),
+                stages=stages,
+                limits=Limits(concurrency=args.concurrency),
+                path=plan_path,
+            )
+        print("   " + the_plan.summary().to_markdown().replace("\n", "\n   "))
 
-    print(f"4. PieceCIDs (commP, {IMPLEMENTATION} core)")
+    print("3. Run: the canary stage first, then the rest")
     t0 = time.perf_counter()
-    items = []
-    for p in good:
-        info = commp(p)
-        items.append(PackItem(info, p.name, payload_size=p.stat().st_size))
-        print(f"   {p.name}  {info.cid_v2}  padded {info.padded_size}")
-    dt = time.perf_counter() - t0
-    print(f"   {sum(p.stat().st_size for p in good) / 2**20 / dt:.0f} MiB/s\n")
+    with Ledger(ledger_path) as ledger:
+        for stage in ("canary", None):
+            if stage:
+                _cli(
+                    "run",
+                    str(plan_path),
+                    "--ledger",
+                    str(ledger_path),
+                    "--stage",
+                    stage,
+                )
+            else:
+                _cli("run", str(plan_path), "--ledger", str(ledger_path))
+            result = execute(the_plan, ledger, stages=stage)
+            counts = {s.value: n for s, n in result.counts.items()}
+            print(
+                f"   run {result.run} ({stage or 'all stages'}): {result.items} items "
+                f"finished, {_mib(result.bytes)} copied; now {counts}"
+            )
+        if result.items == 0:
+            verified = ledger.counts().get(ItemState.VERIFIED, 0)
+            print(
+                f"   already verified, nothing copied: {verified} items were verified "
+                "by an earlier run and the ledger has nothing left to do"
+            )
+        for rec in ledger.items(state=ItemState.FAILED):
+            at = "" if rec.offset is None else f" (at byte {rec.offset})"
+            print(f"   FAILED {rec.item.key}: {rec.reason}{at}")
+        print(f"   {time.perf_counter() - t0:.1f} s\n")
 
-    print("5. Packing into 16 MiB FRC-0058 aggregates (largest_first)")
-    rules = PackingConstraints(deal_size=16 << 20, max_age=0.0)
-    result = pack(items, rules, policy="largest_first", now=1.0)
-    for planned in result.aggregates:
-        agg = planned.build()
-        for j, pl in enumerate(agg.placements):
-            agg.proof(j).verify(pl.root, pl.size, agg.root, agg.deal_size)
+        print("4. Verify: read the new bucket back, check it independently")
+        _cli("verify", str(plan_path), "--ledger", str(ledger_path))
+        t0 = time.perf_counter()
+        checked = verify(the_plan, ledger)
         print(
-            f"   {len(planned.items):>2} pieces, {planned.used / agg.deal_size:.1%} of the deal, "
-            f"alignment holes {planned.alignment_waste} B, every proof verified; root {agg.root.hex()[:16]}…"
+            f"   {checked.checked} objects re-read: {checked.verified} verified, "
+            f"{len(checked.mismatches)} mismatches ({time.perf_counter() - t0:.1f} s)"
         )
+        if checked.mismatches:
+            for key, reason in checked.mismatches:
+                print(f"   MISMATCH {key}: {reason}")
+            _cli("resume", "--ledger", str(ledger_path))
+            again = resume(ledger)
+            print(f"   resume redid {again.items} items")
+        print(f"   {new}/ holds {len(list(new.rglob('*.car')))} CARs\n")
+
+        print(
+            f"5. Pack the recorded PieceCIDs into {_mib(args.deal_size)} deals "
+            f"(commP core: {IMPLEMENTATION})"
+        )
+        print(
+            "   (library: carmigrate.aggregate.pack; the CLI builds one aggregate at "
+            "a time with `carmigrate aggregate build`)"
+        )
+        items = [
+            PackItem(
+                PieceInfo.from_cid(rec.piece_cid_v2),
+                rec.item.key,
+                payload_size=rec.item.size,
+                group=rec.item.cohort,  # uploads/<upload>: shards stay together
+            )
+            for rec in ledger.items(state=ItemState.VERIFIED)
+            if rec.piece_cid_v2 is not None
+        ]
+        rules = PackingConstraints(deal_size=args.deal_size, max_age=0.0)
+        packed = pack(items, rules, policy="largest_first", now=1.0)
+        where: dict[str, set[int]] = defaultdict(set)
+        for n, planned in enumerate(packed.aggregates):
+            agg = planned.build()
+            for j, pl in enumerate(agg.placements):
+                agg.proof(j).verify(pl.root, pl.size, agg.root, agg.deal_size)
+            for item in planned.items:
+                where[item.group or item.key].add(n)
+            cid = PieceInfo(agg.root, agg.deal_size, agg.deal_size // 128 * 127).cid_v1
+            print(
+                f"   {cid}  {len(planned.items):>3} pieces  "
+                f"{planned.used / agg.deal_size:6.1%} full  "
+                f"{'in' if planned.in_window else 'below'} the payload window; "
+                "every inclusion proof verified"
+            )
+        split = [g for g, aggs in where.items() if len(aggs) > 1]
+        shards = defaultdict(int)
+        for it in items:
+            shards[it.group] += 1
+        multi = sum(1 for n in shards.values() if n > 1)
+        print(
+            f"   {len(items)} pieces in {len(packed.aggregates)} aggregates; "
+            f"{multi} multi-shard uploads, "
+            f"{'all kept together' if not split else f'split: {split}'}\n"
+        )
+
+        print("6. The report")
+        _cli("report", "--ledger", str(ledger_path), "--markdown")
+        text = report(ledger, max_listed=20).to_markdown()
+        print("   " + text.rstrip().replace("\n", "\n   "))
     print(
-        f"\nDone. {len(good)} of {len(paths)} CARs verified; {bad.name} was caught at its corrupt block."
+        f"\nDone in {time.perf_counter() - t_start:.1f} s. Run it again: nothing is copied twice."
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,9 +1,17 @@
 """Recipes: the real migrations, built only on the engine and the layers below.
 
-- web3.storage legacy uploads → w3up: CAR CIDs from backup URLs, w3up
-  records, and the space-export CAR.
+- [carmigrate.recipes.w3up_legacy][]: web3.storage legacy uploads → w3up.
+  The listing format, CAR CIDs from backup URLs and bucket keys, the shard
+  CARs copied (or verified where they already are) by the migration engine,
+  w3up records for every upload whose shards all verified, and a
+  deterministic space-export CAR per tenant; per-tenant rate limits.
+- [carmigrate.recipes.filecoin_backfill][]: CARs stored before the Filecoin
+  pipeline existed → PieceCIDs (from migration ledgers, or scanned in the
+  read that verifies them) → the aggregate queue → aggregates, deal
+  manifests and a per-CAR report with inclusion proofs.
 """
 
+from carmigrate.recipes._pacing import TenantLimits, TenantPacer
 from carmigrate.recipes._w3up_records import (
     CAR_CODEC,
     EXPORT_PAGE_SIZE,
@@ -16,14 +24,42 @@ from carmigrate.recipes._w3up_records import (
     w3up_records,
     write_space_export,
 )
+from carmigrate.recipes.filecoin_backfill import (
+    BackfillEntry,
+    BackfillJournal,
+    BackfillResult,
+    backfill_filecoin,
+)
+from carmigrate.recipes.w3up_legacy import (
+    DEFAULT_LAYOUT,
+    ShardOutcome,
+    UploadOutcome,
+    W3upLegacyJournal,
+    W3upLegacyResult,
+    export_name,
+    migrate_w3up_legacy,
+)
 
 __all__ = [
+    "BackfillEntry",
+    "BackfillJournal",
+    "BackfillResult",
     "CAR_CODEC",
+    "DEFAULT_LAYOUT",
     "EXPORT_PAGE_SIZE",
     "LegacyUpload",
     "Shard",
+    "ShardOutcome",
+    "TenantLimits",
+    "TenantPacer",
+    "UploadOutcome",
     "UploadRecords",
+    "W3upLegacyJournal",
+    "W3upLegacyResult",
+    "backfill_filecoin",
     "car_cid_from_key",
+    "export_name",
+    "migrate_w3up_legacy",
     "parse_legacy_uploads",
     "read_space_export",
     "w3up_records",

@@ -6,7 +6,9 @@ The legacy listing is JSON Lines, one upload per line::
      "backupUrls": ["https://…/<CAR CID or base32 multihash>.car", …]}
 
 or, instead of ``backupUrls``, ``"shards": ["<CAR CID>", …]``. (``root`` is
-accepted for ``cid``.) The legacy API kept no CAR CIDs in its database but
+accepted for ``cid``.) An optional ``"tenant"`` (the legacy user, or the w3up
+space the uploads go to) groups uploads for per-tenant rate limits and
+per-space exports. The legacy API kept no CAR CIDs in its database but
 encoded them in backup URLs and bucket keys, in two naming schemes:
 ``…/<CAR CID>.car`` (``bagbaiera…``) and ``…/<base32 multihash>.car``
 (``ciq…``, the sha2-256 multihash of the CAR in unprefixed base32).
@@ -129,6 +131,8 @@ class LegacyUpload:
         dag_size: The DAG size the listing reported, if any.
         shards: Its CAR shards.
         line: Line number in the listing (1-based), for messages.
+        tenant: The tenant (legacy user or w3up space), if the listing
+            names one.
     """
 
     root: CID
@@ -137,6 +141,7 @@ class LegacyUpload:
     dag_size: int | None
     shards: tuple[Shard, ...]
     line: int = 0
+    tenant: str | None = None
 
 
 def parse_legacy_uploads(lines: Iterable[str]) -> Iterator[LegacyUpload]:
@@ -172,6 +177,9 @@ def parse_legacy_uploads(lines: Iterable[str]) -> Iterator[LegacyUpload]:
                 created is None or isinstance(created, str)
             ):
                 raise TypeError("name and created must be strings")
+            tenant = obj.get("tenant")
+            if tenant is not None and (not isinstance(tenant, str) or not tenant):
+                raise TypeError(f"tenant must be a non-empty string, got {tenant!r}")
         except (KeyError, TypeError, ValueError) as exc:
             msg = (
                 f"legacy listing line {n}: expected cid/root and backupUrls or shards: "
@@ -181,7 +189,9 @@ def parse_legacy_uploads(lines: Iterable[str]) -> Iterator[LegacyUpload]:
         seen: dict[CID, Shard] = {}
         for s in shards:
             seen.setdefault(s.link, s)
-        yield LegacyUpload(root, name, created, dag, tuple(seen.values()), n)
+        yield LegacyUpload(
+            root, name, created, dag, tuple(seen.values()), n, tenant=tenant
+        )
 
 
 def _strings(value: object) -> list[str]:

@@ -1,0 +1,144 @@
+"""Migrations: plan, review, execute in stages, verify, resume, roll back, report.
+
+The engine goes *list → diff → plan → execute → verify*, with a ledger:
+
+- [plan][carmigrate.migrate.plan] lists both stores in key order (sorting
+  externally when a store cannot), joins the listings
+  ([diff][carmigrate.migrate.diff]) and writes an immutable, content-addressed
+  [Plan][carmigrate.migrate.Plan]: one JSON Lines file, header first, one
+  line per item, reviewable with ``less`` and summarised by
+  [Plan.summary][carmigrate.migrate.Plan.summary];
+- [execute][carmigrate.migrate.execute] runs the items on a thread pool or
+  any ``concurrent.futures.Executor`` (Dask included), reading each object
+  once into an atomic write while hashing and checking it, and records every
+  outcome in a [Ledger][carmigrate.migrate.Ledger] (SQLite);
+- [resume][carmigrate.migrate.resume] continues from the ledger alone,
+  [verify][carmigrate.migrate.verify] re-checks the destination
+  independently, [rollback][carmigrate.migrate.rollback] deletes exactly what
+  one stage created, and [report][carmigrate.migrate.report] says what was
+  carried and what was lost.
+
+See the explanation page "Plans, ledgers and verification" for the model.
+"""
+
+from carmigrate.migrate import serde
+from carmigrate.migrate._diff import DiffEntry, compare, diff
+from carmigrate.migrate._events import (
+    Event,
+    EventKind,
+    JsonLinesReporter,
+    Reporter,
+    TqdmReporter,
+)
+from carmigrate.migrate._executor import (
+    RollbackResult,
+    RunResult,
+    StoreOptions,
+    VerifyReport,
+    execute,
+    resume,
+    rollback,
+    verify,
+)
+from carmigrate.migrate._ledger import (
+    ItemRecord,
+    Ledger,
+    LedgerBatch,
+    RunRecord,
+    Transition,
+)
+from carmigrate.migrate._listing import (
+    DEFAULT_RUN_SIZE,
+    ListingEntry,
+    check_sorted,
+    external_sort,
+    iter_sorted_listing,
+    sort_listing,
+    to_entries,
+)
+from carmigrate.migrate._model import (
+    FORMAT_VERSION,
+    Action,
+    Check,
+    CohortRule,
+    IdKind,
+    IdRule,
+    ItemState,
+    Limits,
+    Overwrite,
+    PlanHeader,
+    PlanItem,
+    Stage,
+    StageTotal,
+    TransferPolicy,
+    VerificationPolicy,
+)
+from carmigrate.migrate._plan import (
+    Plan,
+    PlanSummary,
+    load_plan,
+    plan,
+    redact_url,
+    save_plan,
+)
+from carmigrate.migrate._report import Report, ReportEntry, Status, report, status
+from carmigrate.migrate._transfer import key_sha256
+
+__all__ = [
+    "Action",
+    "Check",
+    "CohortRule",
+    "DEFAULT_RUN_SIZE",
+    "DiffEntry",
+    "Event",
+    "EventKind",
+    "FORMAT_VERSION",
+    "IdKind",
+    "IdRule",
+    "ItemRecord",
+    "ItemState",
+    "JsonLinesReporter",
+    "Ledger",
+    "LedgerBatch",
+    "Limits",
+    "ListingEntry",
+    "Overwrite",
+    "Plan",
+    "PlanHeader",
+    "PlanItem",
+    "PlanSummary",
+    "Report",
+    "ReportEntry",
+    "Reporter",
+    "RollbackResult",
+    "RunRecord",
+    "RunResult",
+    "Stage",
+    "StageTotal",
+    "Status",
+    "StoreOptions",
+    "TqdmReporter",
+    "TransferPolicy",
+    "Transition",
+    "VerificationPolicy",
+    "VerifyReport",
+    "check_sorted",
+    "compare",
+    "diff",
+    "execute",
+    "external_sort",
+    "iter_sorted_listing",
+    "key_sha256",
+    "load_plan",
+    "plan",
+    "redact_url",
+    "report",
+    "resume",
+    "rollback",
+    "save_plan",
+    "serde",
+    "sort_listing",
+    "status",
+    "to_entries",
+    "verify",
+]

@@ -1,0 +1,119 @@
+"""The diff: a merge-join of two sorted listings into actions.
+
+Deciding is separate from listing (rclone's march/sync split, aws-cli's
+comparator): this module sees only two key-sorted streams of
+[ListingEntry][carmigrate.migrate.ListingEntry] values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+from carmigrate.migrate._listing import ListingEntry, check_sorted
+from carmigrate.migrate._model import Action
+
+__all__ = ["DiffEntry", "compare", "diff", "join"]
+
+_COPY = Action.COPY
+_EXTRA = Action.EXTRA
+
+
+class DiffEntry(NamedTuple):
+    """The diff's decision for one key.
+
+    Attributes:
+        action: What to do.
+        key: The key (both sides use the same key space).
+        source: The source's entry (``None`` for ``EXTRA``).
+        destination: The destination's entry (``None`` for ``COPY``).
+        reason: Why ``SKIP`` or ``CONFLICT`` was chosen.
+    """
+
+    action: Action
+    key: str
+    source: ListingEntry | None
+    destination: ListingEntry | None
+    reason: str | None = None
+
+
+def compare(
+    source: ListingEntry, destination: ListingEntry
+) -> tuple[Action, str | None]:
+    """Decide between ``SKIP``, ``VERIFY`` and ``CONFLICT`` for a key on both sides.
+
+    Different sizes, or any digest both sides vouch for that differs, is a
+    ``CONFLICT``. Equal size and at least one equal common digest (SHA-256
+    or MD5; ETags are never compared) is a ``SKIP``. Equal size and no
+    common digest is a ``VERIFY``: only reading content can tell.
+
+    Returns:
+        The action and, for ``SKIP`` and ``CONFLICT``, the reason.
+    """
+    # by position (key, size, etag, md5, sha256, cold): plain tuples work too
+    if source[1] != destination[1]:
+        return Action.CONFLICT, (
+            f"size {source[1]} at the source, {destination[1]} at the destination"
+        )
+    proof = None
+    if source[4] is not None and destination[4] is not None:
+        if source[4] != destination[4]:
+            return Action.CONFLICT, "sha256 differs"
+        proof = "same size and sha256"
+    if source[3] is not None and destination[3] is not None:
+        if source[3] != destination[3]:
+            return Action.CONFLICT, "md5 differs"
+        proof = proof or "same size and md5"
+    if proof is not None:
+        return Action.SKIP, proof
+    return Action.VERIFY, None
+
+
+def join(
+    source: Iterator[tuple[Any, ...]],
+    destination: Iterator[ListingEntry],
+    source_entry: int = 1,
+) -> Iterator[tuple[Action, str, Any, ListingEntry | None, str | None]]:
+    """Merge-join ``(key, payload)`` tuples with destination entries (internal).
+
+    ``payload[source_entry]`` must be the source's ``ListingEntry``. Both
+    inputs must be sorted by key; no order check is made here.
+    """
+    s = next(source, None)
+    d = next(destination, None)
+    while s is not None:
+        skey = s[0]
+        if d is None or skey < d[0]:
+            yield _COPY, skey, s, None, None
+            s = next(source, None)
+        elif d[0] < skey:
+            yield _EXTRA, d[0], None, d, None
+            d = next(destination, None)
+        else:
+            action, reason = compare(s[source_entry], d)
+            yield action, skey, s, d, reason
+            s = next(source, None)
+            d = next(destination, None)
+    while d is not None:
+        yield _EXTRA, d[0], None, d, None
+        d = next(destination, None)
+
+
+def diff(
+    source: Iterable[ListingEntry], destination: Iterable[ListingEntry]
+) -> Iterator[DiffEntry]:
+    """Merge-join two key-sorted listings into one decision per key.
+
+    Every source key gets exactly one of ``COPY``, ``SKIP``, ``VERIFY`` or
+    ``CONFLICT`` (see [compare][carmigrate.migrate.compare]); every key only
+    at the destination gets ``EXTRA``. Output is in ascending key order.
+    Memory is constant.
+
+    Raises:
+        PlanError: Either listing is not strictly ascending (raised when the
+            offending entry is reached).
+    """
+    src = ((e[0], e) for e in check_sorted(source, what="the source listing"))
+    dst = iter(check_sorted(destination, what="the destination listing"))
+    for action, key, s, d, reason in join(src, dst):
+        yield DiffEntry(action, key, None if s is None else s[1], d, reason)

@@ -1,0 +1,1338 @@
+"""The coordinator: runs a plan's items on an executor and records the outcomes.
+
+Concurrency lives here and nowhere else. Workers (threads of this process by
+default, or any ``concurrent.futures.Executor``, a Dask cluster included)
+move and check bytes and return plain results; only the coordinator writes
+the ledger.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import queue
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
+from typing import Any, Final
+
+import attrs
+
+from carmigrate.errors import PlanError, VerificationError
+from carmigrate.migrate import serde
+from carmigrate.migrate._events import Event, EventKind, Reporter
+from carmigrate.migrate._ledger import ItemRecord, Ledger
+from carmigrate.migrate._limits import TokenBucket
+from carmigrate.migrate._model import (
+    Action,
+    ItemState,
+    Limits,
+    Overwrite,
+    PlanHeader,
+)
+from carmigrate.migrate._plan import Plan, redact_url
+from carmigrate.migrate._transfer import Mode, Outcome, StorePair, Task, run_task
+from carmigrate.storage import Store, open_store
+
+__all__ = [
+    "RollbackResult",
+    "RunResult",
+    "StoreOptions",
+    "VerifyReport",
+    "execute",
+    "resume",
+    "rollback",
+    "verify",
+]
+
+_S = ItemState
+_RUNNABLE: Final = (_S.PENDING, _S.COPYING, _S.WARMING, _S.COPIED, _S.FAILED)
+_OURS: Final = (_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED)
+_POLL: Final = 0.25
+_STOP_CHECK: Final = 0.5
+
+
+@attrs.frozen(kw_only=True)
+class StoreOptions:
+    """Keyword options for opening the plan's stores by URL.
+
+    Used by the coordinator when no store objects are given, and sent to
+    every remote worker (Dask, processes), which opens its own stores with
+    ``open_store(url, **options)``. Options may hold credentials: they are
+    never written to the plan or the ledger.
+
+    Attributes:
+        source: Options for the source store.
+        destination: Options for the destination store.
+    """
+
+    source: Mapping[str, Any] = attrs.field(factory=dict)
+    destination: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """How a run of [execute][carmigrate.migrate.execute] or [resume][carmigrate.migrate.resume] ended.
+
+    Attributes:
+        run: The ledger's run number.
+        stop_reason: ``"done"`` (nothing left that this run could do),
+            ``"max_items"``, ``"max_bytes"``, ``"max_seconds"``,
+            ``"max_failures"`` or ``"stopped"`` (a stop request).
+        items: Items this run finished (any outcome).
+        bytes: Bytes this run sent to the destination.
+        failures: Items this run recorded as failed.
+        seconds: Wall-clock duration.
+        counts: Items per state in the stages this run covered, afterwards.
+    """
+
+    run: int
+    stop_reason: str
+    items: int
+    bytes: int
+    failures: int
+    seconds: float
+    counts: Mapping[ItemState, int]
+
+    @property
+    def complete(self) -> bool:
+        """The run was not stopped early and no item of the covered stages is
+        pending, warming, in flight or unchecked (failed items may remain:
+        see ``failures`` and ``counts``).
+        """  # noqa: D205
+        open_states = (_S.PENDING, _S.WARMING, _S.COPYING, _S.COPIED)
+        return self.stop_reason == "done" and not any(
+            self.counts.get(s, 0) for s in open_states
+        )
+
+
+@attrs.frozen(kw_only=True)
+class VerifyReport:
+    """What [verify][carmigrate.migrate.verify] found.
+
+    Attributes:
+        run: The ledger's run number.
+        checked: Destination objects read back.
+        verified: Of those, proven equal to the source by an independent
+            check (items promoted from ``UNVERIFIABLE`` included).
+        promoted: Items that were ``UNVERIFIABLE`` and are now ``VERIFIED``.
+        unverifiable: Consistent with what was written, but nothing
+            independent to compare with.
+        mismatches: ``(key, reason)`` of objects that are missing or differ;
+            those items are now ``FAILED`` (``resume`` redoes them; an object
+            someone else changed ends as ``CONFLICT``).
+        errors: ``(key, reason)`` of objects that could not be read
+            (transient errors): not checked, state unchanged.
+    """
+
+    run: int
+    checked: int
+    verified: int
+    promoted: int
+    unverifiable: int
+    mismatches: tuple[tuple[str, str], ...]
+    errors: tuple[tuple[str, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        """No mismatch and no error."""
+        return not self.mismatches and not self.errors
+
+    def raise_for_failures(self) -> None:
+        """Raise [VerificationError][carmigrate.errors.VerificationError] listing the mismatches and errors, if any."""
+        if self.ok:
+            return
+        failures = [
+            VerificationError(f"{key}: {reason}")
+            for key, reason in (*self.mismatches, *self.errors)
+        ]
+        raise VerificationError(
+            f"{len(self.mismatches)} objects differ or are missing, "
+            f"{len(self.errors)} could not be checked",
+            failures,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RollbackResult:
+    """What [rollback][carmigrate.migrate.rollback] did (or would do, in a dry run).
+
+    Attributes:
+        run: The ledger's run number (``None`` for a dry run).
+        stage: The stage rolled back.
+        deleted: Keys deleted (in a dry run: that would be checked and
+            deleted).
+        already_gone: Keys this plan created that were no longer there.
+        kept: ``(key, reason)`` of objects left in place: changed since this
+            plan wrote them, or replaced by this plan (what was there before
+            is gone and cannot be put back).
+        unresolved: Keys of items caught mid-copy; run ``resume`` (or
+            ``verify``) first so the ledger knows whether they were written.
+        errors: ``(key, reason)`` of deletes that failed; their items keep
+            their state, so rollback can be run again.
+    """
+
+    run: int | None
+    stage: str
+    deleted: tuple[str, ...]
+    already_gone: tuple[str, ...]
+    kept: tuple[tuple[str, str], ...]
+    unresolved: tuple[str, ...]
+    errors: tuple[tuple[str, str], ...]
+
+
+# ----------------------------------------------------------------------
+# plumbing shared by every kind of run
+
+
+class _Workers:
+    """Submits tasks to the executor and collects their outcomes."""
+
+    def __init__(
+        self,
+        executor: Executor | None,
+        concurrency: int,
+        stores: StorePair | None,
+        progress: queue.SimpleQueue[tuple[int, int]] | None,
+    ) -> None:
+        self.owned = executor is None
+        self.executor: Executor = (
+            ThreadPoolExecutor(
+                max_workers=concurrency, thread_name_prefix="carmigrate-worker"
+            )
+            if executor is None
+            else executor
+        )
+        self.stores = stores
+        self.progress = progress
+        self.inflight: dict[Future[Outcome], ItemRecord] = {}
+
+    def submit(self, task: Task, record: ItemRecord) -> None:
+        if self.stores is not None:
+            put = self.progress.put if self.progress is not None else None
+            future = self.executor.submit(
+                run_task, task, self.stores, (lambda s, n: put((s, n))) if put else None
+            )
+        else:
+            future = self.executor.submit(run_task, task)
+        self.inflight[future] = record
+
+    def wait(self, timeout: float) -> list[tuple[ItemRecord, Outcome | BaseException]]:
+        if not self.inflight:
+            return []
+        done, _ = wait(
+            list(self.inflight), timeout=max(timeout, 0.0), return_when=FIRST_COMPLETED
+        )
+        out: list[tuple[ItemRecord, Outcome | BaseException]] = []
+        for future in done:
+            record = self.inflight.pop(future)
+            try:
+                result: Outcome | BaseException = future.result()
+            except BaseException as e:  # sorted out by the caller
+                result = e
+            out.append((record, result))
+        out.sort(key=lambda r: r[0].seq)
+        return out
+
+    def cancel_pending(self) -> None:
+        for future in list(self.inflight):
+            if future.cancel():
+                del self.inflight[future]
+
+    def close(self) -> None:
+        if self.owned:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Emitter:
+    def __init__(self, reporters: Iterable[Reporter], run: int) -> None:
+        self.reporters = list(reporters)
+        self.run = run
+
+    def __call__(
+        self, kind: EventKind, record: ItemRecord | None = None, **fields: Any
+    ) -> None:
+        if not self.reporters:
+            return
+        if record is not None:
+            fields.setdefault("seq", record.seq)
+            fields.setdefault("key", record.item.key)
+            fields.setdefault("size", record.item.size)
+        event = Event(kind=kind, time=time.time(), run=self.run, **fields)
+        for reporter in list(self.reporters):
+            try:
+                reporter(event)
+            except Exception as e:  # a reporter must not stop a migration
+                self.reporters.remove(reporter)
+                warnings.warn(
+                    f"reporter {reporter!r} failed and gets no more events: {e!r}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+
+def _check_store(store: Store, url: str, what: str) -> None:
+    if redact_url(store.url) != url:
+        raise PlanError(
+            f"the {what} store is {store.url}, but the plan's {what} is {url}"
+        )
+
+
+class _Context:
+    """Stores, executor and options of one run."""
+
+    def __init__(
+        self,
+        header: PlanHeader,
+        *,
+        source: Store | None,
+        destination: Store | None,
+        executor: Executor | None,
+        concurrency: int,
+        store_options: StoreOptions | None,
+        need_source: bool = True,
+    ) -> None:
+        options = store_options or StoreOptions()
+        self.options = options
+        self.opened: list[Store] = []
+        self.in_process = executor is None or isinstance(executor, ThreadPoolExecutor)
+        self.progress: queue.SimpleQueue[tuple[int, int]] | None = None
+        pair: StorePair | None = None
+        if source is not None:
+            _check_store(source, header.source, "source")
+        if destination is not None:
+            _check_store(destination, header.destination, "destination")
+        if self.in_process:
+            for given, url, what in (
+                (source if need_source else destination, header.source, "source"),
+                (destination, header.destination, "destination"),
+            ):
+                if given is None and url.startswith("memory://"):
+                    raise PlanError(
+                        f"the {what} is {url}: a memory store cannot be opened again by "
+                        f"URL; pass the store object as {what}="
+                    )
+            src = source
+            if src is None and need_source:
+                src = open_store(header.source, **dict(options.source))
+                self.opened.append(src)
+            dst = destination
+            if dst is None:
+                dst = open_store(header.destination, **dict(options.destination))
+                self.opened.append(dst)
+            pair = StorePair(src if src is not None else dst, dst)
+            self.progress = queue.SimpleQueue()
+        self.workers = _Workers(executor, concurrency, pair, self.progress)
+        self.header = header
+
+    def task(
+        self, mode: Mode, record: ItemRecord, limits: Limits, **fields: Any
+    ) -> Task:
+        h = self.header
+        remote: dict[str, Any] = {}
+        if not self.in_process:
+            remote = {
+                "source_url": h.source,
+                "destination_url": h.destination,
+                "source_options": tuple(sorted(self.options.source.items())),
+                "destination_options": tuple(sorted(self.options.destination.items())),
+            }
+        return Task(
+            mode=mode,
+            seq=record.seq,
+            item=record.item,
+            verification=h.verification,
+            transfer=h.transfer,
+            attempts=limits.retries + 1,
+            base_delay=limits.retry_base_delay,
+            max_delay=limits.retry_max_delay,
+            **remote,
+            **fields,
+        )
+
+    def close(self) -> None:
+        self.workers.close()
+        for store in self.opened:
+            with contextlib.suppress(Exception):
+                store.close()
+
+
+def _stage_names(header: PlanHeader, stages: str | Sequence[str] | None) -> list[str]:
+    names = list(header.stage_names())
+    if stages is None:
+        return names
+    wanted = [stages] if isinstance(stages, str) else list(stages)
+    unknown = [s for s in wanted if s not in names]
+    if unknown:
+        raise PlanError(f"unknown stages {unknown}; the plan has {names}")
+    return [n for n in names if n in wanted]
+
+
+def _outcome_fields(out: Outcome, now: float) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "reason": out.reason,
+        "error_offset": out.offset,
+        "transient": out.transient,
+        "finished": now,
+    }
+    for name in (
+        "md5",
+        "sha256",
+        "car_root",
+        "car_blocks",
+        "car_check",
+        "piece_cid",
+        "piece_cid_v2",
+        "written_etag",
+    ):
+        value = getattr(out, name)
+        if value is not None:
+            fields[name] = value
+    if out.state in (_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED):
+        fields.update(
+            created=out.created,
+            replaced=out.replaced,
+            server_side=out.server_side,
+            checks=out.checks,
+            carried=out.carried,
+            lost=out.lost,
+            bytes_moved=out.bytes_moved,
+        )
+    elif out.bytes_moved:
+        fields["bytes_moved"] = out.bytes_moved
+    return fields
+
+
+# ----------------------------------------------------------------------
+# execute / resume
+
+
+class _Executor:
+    """The coordinator of one execute or resume run.
+
+    State: the ledger (sole writer), the workers in flight, the cold items
+    waiting for restores, the token buckets and the run's counters.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        ctx: _Context,
+        *,
+        kind: str,
+        stages: list[str],
+        limits: Limits,
+        reporters: Iterable[Reporter],
+        retry_failed: bool,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.ledger = ledger
+        self.ctx = ctx
+        self.header = ctx.header
+        self.kind = kind
+        self.stages = stages
+        self.limits = limits
+        self.retry_failed = retry_failed
+        self.clock = clock
+        self.sleep = sleep
+        self.items_bucket = (
+            TokenBucket(limits.items_per_second, clock=clock)
+            if limits.items_per_second
+            else None
+        )
+        self.bytes_bucket = (
+            TokenBucket(limits.bytes_per_second, clock=clock)
+            if limits.bytes_per_second
+            else None
+        )
+        self.run = ledger.start_run(
+            kind, stages=stages, limits=serde.unstructure(limits)
+        )
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(ledger.stop_path())  # a request made while nothing ran
+        self.emit = _Emitter(reporters, self.run)
+        self.started_at = clock()
+        self.deadline = (
+            None if limits.max_seconds is None else self.started_at + limits.max_seconds
+        )
+        self.items_started = 0
+        self.bytes_started = 0
+        self.items_done = 0
+        self.bytes_moved = 0
+        self.failures = 0
+        self.stopping: str | None = None
+        self.next_stop_check = 0.0
+        self.stop_path = ledger.stop_path()
+        self.warming: dict[int, tuple[float, ItemRecord]] = {}
+        self.restoring: set[int] = set()
+        self.ready: collections.deque[ItemRecord] = collections.deque()
+        self.restore_poll = self.header.transfer.restore_poll
+        self.overwrite = self.header.transfer.overwrite is Overwrite.IF_DIFFERENT
+        self.events: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.quiet = False
+
+    # -- selection ------------------------------------------------------
+
+    def _wanted(self, rec: ItemRecord) -> bool:
+        if rec.state is _S.FAILED:
+            return self.retry_failed or bool(rec.transient)
+        if rec.item.action is Action.CONFLICT and not self.overwrite:
+            return False
+        return rec.item.action in (Action.COPY, Action.VERIFY, Action.CONFLICT)
+
+    def _mode(self, rec: ItemRecord) -> Mode:
+        if rec.state is _S.COPIED:
+            return Mode.CHECK
+        action = rec.item.action
+        if action is Action.VERIFY:
+            return Mode.COMPARE
+        if action is Action.CONFLICT:
+            return Mode.REPLACE
+        return Mode.COPY
+
+    # -- limits -----------------------------------------------------------
+
+    def _check_stop(self) -> None:
+        if self.stopping is not None:
+            return
+        now = self.clock()
+        lim = self.limits
+        if self.deadline is not None and now >= self.deadline:
+            self.stopping = "max_seconds"
+        elif lim.max_items is not None and self.items_started >= lim.max_items:
+            self.stopping = "max_items"
+        elif lim.max_bytes is not None and self.bytes_started >= lim.max_bytes:
+            self.stopping = "max_bytes"
+        elif lim.max_failures is not None and self.failures >= lim.max_failures:
+            self.stopping = "max_failures"
+        elif now >= self.next_stop_check:
+            self.next_stop_check = now + _STOP_CHECK
+            if os.path.exists(self.stop_path):
+                self.stopping = "stopped"
+                with contextlib.suppress(OSError):
+                    os.unlink(self.stop_path)
+
+    def _stopped(self) -> bool:
+        self._check_stop()
+        return self.stopping is not None
+
+    def _rate_wait(self, size: int) -> float:
+        waits = [0.0]
+        if self.items_bucket is not None:
+            waits.append(self.items_bucket.wait_time(1))
+        if self.bytes_bucket is not None:
+            waits.append(self.bytes_bucket.wait_time(size))
+        return max(waits)
+
+    def _take(self, size: int) -> None:
+        if self.items_bucket is not None:
+            self.items_bucket.take(1)
+        if self.bytes_bucket is not None:
+            self.bytes_bucket.take(size)
+        self.items_started += 1
+        self.bytes_started += size
+
+    # -- the loop ---------------------------------------------------------
+
+    def run_all(self) -> RunResult:
+        selected_items = selected_bytes = 0
+        for stage, state, count, nbytes, _ in self.ledger.totals(
+            group_by=("stage", "state")
+        ):
+            if stage in self.stages and ItemState(state) in _RUNNABLE:
+                selected_items += count
+                selected_bytes += nbytes
+        self.emit(EventKind.RUN_STARTED, items=selected_items, bytes=selected_bytes)
+        stop_reason = "interrupted"
+        try:
+            for stage in self.stages:
+                self._stage(stage)
+                if self.stopping is not None:
+                    break
+            stop_reason = self.stopping or "done"
+        except BaseException:
+            self._interrupted()
+            raise
+        finally:
+            self.ledger.finish_run(
+                self.run,
+                stop_reason=stop_reason,
+                items=self.items_done,
+                bytes=self.bytes_moved,
+                failures=self.failures,
+            )
+            with contextlib.suppress(BaseException):
+                self.emit(
+                    EventKind.RUN_FINISHED,
+                    reason=stop_reason,
+                    items=self.items_done,
+                    bytes=self.bytes_moved,
+                )
+        return RunResult(
+            run=self.run,
+            stop_reason=stop_reason,
+            items=self.items_done,
+            bytes=self.bytes_moved,
+            failures=self.failures,
+            seconds=self.clock() - self.started_at,
+            counts=self.ledger.counts(stage=self.stages),
+        )
+
+    def _interrupted(self) -> None:
+        """Record what finished; items cancelled or still running stay COPYING."""
+        workers = self.ctx.workers
+        workers.cancel_pending()
+        self.quiet = True  # item events would reach a reporter that may raise again
+        with contextlib.suppress(BaseException):
+            while workers.inflight:
+                self._record_all(workers.wait(_POLL))
+
+    def _record_all(
+        self, results: list[tuple[ItemRecord, Outcome | BaseException]]
+    ) -> None:
+        """Record outcomes in one transaction, then emit their events.
+
+        A worker that died of a ``BaseException`` (not an ``Exception``) is
+        re-raised after the others are recorded: its item stays ``COPYING``.
+        """
+        crash: BaseException | None = None
+        with self.ledger.batch() as b:
+            for rec, res in results:
+                if isinstance(res, Outcome):
+                    self._record(b, rec, res)
+                elif isinstance(res, Exception):
+                    self._record(b, rec, _worker_error(rec, res))
+                elif crash is None:
+                    crash = res
+        events, self.events = self.events, []
+        if not self.quiet:
+            for args, kwargs in events:
+                self.emit(*args, **kwargs)
+        if crash is not None:
+            raise crash
+
+    def _later(self, *args: Any, **kwargs: Any) -> None:
+        self.events.append((args, kwargs))
+
+    def _stage(self, stage: str) -> None:
+        source: Iterator[ItemRecord] = self.ledger.items(stage=stage, state=_RUNNABLE)
+        exhausted = False
+        deferred_cold = False
+        held: ItemRecord | None = None
+        workers = self.ctx.workers
+        concurrency = self.limits.concurrency
+        while True:
+            self._drain_progress()
+            self._check_stop()
+            wait_for = _POLL
+            if self.stopping is None:
+                dispatch: list[tuple[Task, ItemRecord, ItemState | None]] = []
+                now = self.clock()
+                while len(workers.inflight) + len(dispatch) < concurrency:
+                    if self._stopped():
+                        break
+                    due = self._due_restore(now)
+                    if due is not None:
+                        dispatch.append(
+                            (self.ctx.task(Mode.RESTORE, due, self.limits), due, None)
+                        )
+                        continue
+                    rec: ItemRecord | None = None
+                    if self.ready:
+                        rec = self.ready[0]
+                    elif held is not None:
+                        rec = held
+                    elif not exhausted:
+                        rec = next(source, None)
+                        if rec is None:
+                            exhausted = True
+                            continue
+                        if not self._wanted(rec):
+                            continue
+                        if rec.state is not _S.COPIED and (
+                            rec.item.cold or rec.state is _S.WARMING
+                        ):
+                            if (
+                                len(self.warming) + len(self.restoring)
+                                >= self.limits.restore_batch
+                            ):
+                                deferred_cold = True
+                                continue
+                            self.restoring.add(rec.seq)
+                            new_state = None if rec.state is _S.WARMING else _S.WARMING
+                            dispatch.append(
+                                (
+                                    self.ctx.task(Mode.RESTORE, rec, self.limits),
+                                    rec,
+                                    new_state,
+                                )
+                            )
+                            self.emit(EventKind.WARMING, rec)
+                            continue
+                        self.emit(EventKind.QUEUED, rec)
+                    if rec is None:
+                        break
+                    wait = self._rate_wait(rec.item.size)
+                    if wait > 0:
+                        if rec is not held and not (
+                            self.ready and self.ready[0] is rec
+                        ):
+                            held = rec
+                        wait_for = min(wait_for, wait)
+                        break
+                    if self.ready and self.ready[0] is rec:
+                        self.ready.popleft()
+                    if held is rec:
+                        held = None
+                    self._take(rec.item.size)
+                    task = self.ctx.task(
+                        self._mode(rec),
+                        rec,
+                        self.limits,
+                        maybe_ours=rec.state in (_S.COPYING, _S.FAILED)
+                        or rec.attempts > 0,
+                        created=rec.created,
+                        written_etag=rec.written_etag,
+                    )
+                    dispatch.append(
+                        (task, rec, None if rec.state is _S.COPIED else _S.COPYING)
+                    )
+                if dispatch:
+                    started = time.time()
+                    with self.ledger.batch() as b:
+                        for _, rec, new_state in dispatch:
+                            if new_state is not None:
+                                b.transition(rec.seq, new_state, started=started)
+                    for task, rec, _ in dispatch:
+                        workers.submit(task, rec)
+                        if task.mode is not Mode.RESTORE:
+                            self.emit(EventKind.STARTED, rec)
+            if not workers.inflight:
+                if self.stopping is not None:
+                    return
+                if held is not None or self.ready:
+                    self.sleep(min(wait_for, _POLL))
+                    continue
+                if self.warming:
+                    first_due = min(d for d, _ in self.warming.values())
+                    pause = first_due - self.clock()
+                    if pause > 0:
+                        self.sleep(min(pause, _STOP_CHECK))
+                    continue
+                if deferred_cold:
+                    deferred_cold = False
+                    exhausted = False
+                    source = self.ledger.items(
+                        stage=stage, state=(_S.PENDING, _S.WARMING)
+                    )
+                    continue
+                if exhausted:
+                    return
+                continue
+            if self.warming:
+                first_due = min(d for d, _ in self.warming.values())
+                wait_for = min(wait_for, max(0.0, first_due - self.clock()))
+            results = workers.wait(wait_for)
+            if results:
+                self._drain_progress()
+                self._record_all(results)
+
+    def _due_restore(self, now: float) -> ItemRecord | None:
+        for seq, (due, rec) in self.warming.items():
+            if due <= now:
+                del self.warming[seq]
+                self.restoring.add(seq)
+                return rec
+        return None
+
+    def _drain_progress(self) -> None:
+        q = self.ctx.progress
+        if q is None:
+            return
+        sums: dict[int, int] = {}
+        while True:
+            try:
+                seq, n = q.get_nowait()
+            except queue.Empty:
+                break
+            sums[seq] = sums.get(seq, 0) + n
+        for seq, n in sums.items():
+            self.emit(EventKind.BYTES, seq=seq, bytes=n)
+
+    def _record(self, b: Any, rec: ItemRecord, out: Outcome) -> None:
+        now = time.time()
+        seq = rec.seq
+        if out.mode is Mode.RESTORE:
+            self.restoring.discard(seq)
+            if out.state is _S.FAILED:
+                b.transition(
+                    seq,
+                    _S.FAILED,
+                    attempts_inc=out.attempts,
+                    **_outcome_fields(out, now),
+                )
+                self._finished(rec, out)
+            elif out.ready:
+                self.ready.append(attrs.evolve(rec, state=_S.WARMING))
+            else:
+                self.warming[seq] = (self.clock() + self.restore_poll, rec)
+            return
+        if out.state is _S.WARMING:
+            b.transition(seq, _S.WARMING, reason=out.reason)
+            self._later(EventKind.WARMING, rec, reason=out.reason)
+            self.warming[seq] = (self.clock(), attrs.evolve(rec, state=_S.WARMING))
+            return
+        assert out.state is not None
+        b.transition(
+            seq, out.state, attempts_inc=out.attempts, **_outcome_fields(out, now)
+        )
+        self._finished(rec, out)
+
+    def _finished(self, rec: ItemRecord, out: Outcome) -> None:
+        self.items_done += 1
+        self.bytes_moved += out.bytes_moved
+        if out.state is _S.FAILED:
+            self.failures += 1
+            self._later(
+                EventKind.FAILED,
+                rec,
+                state=out.state,
+                reason=out.reason,
+                offset=out.offset,
+            )
+        else:
+            self._later(
+                EventKind.DONE,
+                rec,
+                state=out.state,
+                bytes=out.bytes_moved,
+                reason=out.reason,
+            )
+
+
+def _worker_error(rec: ItemRecord, e: Exception) -> Outcome:
+    return Outcome(
+        seq=rec.seq,
+        mode=Mode.COPY,
+        state=_S.FAILED,
+        attempts=1,
+        reason=f"worker error: {type(e).__name__}: {e}",
+        transient=True,
+    )
+
+
+def _run_items(
+    ledger: Ledger,
+    *,
+    kind: str,
+    source: Store | None,
+    destination: Store | None,
+    executor: Executor | None,
+    stages: str | Sequence[str] | None,
+    limits: Limits | None,
+    reporters: Iterable[Reporter],
+    store_options: StoreOptions | None,
+    retry_failed: bool,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> RunResult:
+    header = ledger.header
+    lim = limits or header.limits
+    names = _stage_names(header, stages)
+    ctx = _Context(
+        header,
+        source=source,
+        destination=destination,
+        executor=executor,
+        concurrency=lim.concurrency,
+        store_options=store_options,
+    )
+    try:
+        coordinator = _Executor(
+            ledger,
+            ctx,
+            kind=kind,
+            stages=names,
+            limits=lim,
+            reporters=reporters,
+            retry_failed=retry_failed,
+            clock=clock,
+            sleep=sleep,
+        )
+        return coordinator.run_all()
+    finally:
+        ctx.close()
+
+
+def execute(
+    plan: Plan,
+    ledger: Ledger,
+    *,
+    source: Store | None = None,
+    destination: Store | None = None,
+    executor: Executor | None = None,
+    stages: str | Sequence[str] | None = None,
+    limits: Limits | None = None,
+    reporters: Iterable[Reporter] = (),
+    store_options: StoreOptions | None = None,
+    retry_failed: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunResult:
+    """Run a plan's items, recording every outcome in the ledger.
+
+    Attaches the plan to the ledger first (see
+    [Ledger.attach][carmigrate.migrate.Ledger.attach]); a ledger of another
+    plan is refused. Then runs the selected stages in plan order, one after
+    the other, each item in plan order:
+
+    - ``COPY``: the source object streams once into an atomic if-absent
+      write at the destination, through MD5/SHA-256, the CAR block check and
+      the commP hasher as the policy asks; when the last byte has passed,
+      everything is compared with what the source vouches for, and on any
+      mismatch the write is abandoned: nothing appears at the destination
+      and the item is ``FAILED`` with the reason and the byte offset. With
+      ``transfer.server_side_copy`` (and a destination that can), the server
+      copies and the destination is read once to check; a failing object is
+      deleted again.
+    - ``VERIFY``: both sides are read and compared (``VERIFIED`` or
+      ``CONFLICT``); with ``overwrite=IF_DIFFERENT`` a different object is
+      replaced instead.
+    - ``CONFLICT``: left alone unless ``overwrite=IF_DIFFERENT``.
+    - cold sources are restored first, in batches of
+      ``limits.restore_batch`` (state ``WARMING``), and copied when readable.
+
+    Transient errors are retried with exponential backoff and full jitter
+    (``limits.retries``); other errors fail the item and the run goes on.
+    Limits (rates, ``max_items``, ``max_bytes``, ``max_seconds``,
+    ``max_failures``) or a stop request
+    ([Ledger.request_stop][carmigrate.migrate.Ledger.request_stop]) stop
+    the run cleanly: nothing new starts, items in flight finish and are
+    recorded. If the coordinator is interrupted (``KeyboardInterrupt``, a
+    reporter raising, a worker killed by a ``BaseException``), items in
+    flight stay ``COPYING``; ``resume`` redoes them from scratch.
+
+    Workers: a thread pool of ``limits.concurrency`` threads by default,
+    sharing ``source``/``destination`` (or stores opened from the plan's
+    URLs with ``store_options``). With any other ``executor`` (a
+    ``ProcessPoolExecutor``, or ``distributed.Client.get_executor()``),
+    every worker opens its own stores from the plan's URLs and
+    ``store_options`` and returns plain results.
+
+    Args:
+        plan: The plan.
+        ledger: Its ledger (a new file, or one already attached to ``plan``).
+        source: The source store, for in-process workers (its URL must be
+            the plan's).
+        destination: The destination store, likewise.
+        executor: Where items run (default: an own thread pool).
+        stages: Stage name(s) to run (default: all, in order).
+        limits: Limits of this run (default: the plan's).
+        reporters: Callables that get every [Event][carmigrate.migrate.Event].
+        store_options: Options to open stores by URL.
+        retry_failed: Also retry items that failed permanently before.
+        clock: Monotonic clock (tests inject one).
+        sleep: Sleep function (tests inject one).
+
+    Returns:
+        How the run ended.
+
+    Raises:
+        PlanError: The ledger belongs to another plan, unknown stages, or a
+            store whose URL is not the plan's.
+        StorageError: A store could not be opened.
+    """
+    ledger.attach(plan)
+    return _run_items(
+        ledger,
+        kind="execute",
+        source=source,
+        destination=destination,
+        executor=executor,
+        stages=stages,
+        limits=limits,
+        reporters=reporters,
+        store_options=store_options,
+        retry_failed=retry_failed,
+        clock=clock,
+        sleep=sleep,
+    )
+
+
+def resume(
+    ledger: Ledger,
+    *,
+    source: Store | None = None,
+    destination: Store | None = None,
+    executor: Executor | None = None,
+    stages: str | Sequence[str] | None = None,
+    limits: Limits | None = None,
+    reporters: Iterable[Reporter] = (),
+    store_options: StoreOptions | None = None,
+    retry_failed: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunResult:
+    """Continue the plan recorded in ``ledger`` where it stopped.
+
+    Needs only the ledger (it holds the plan's header and items; no store is
+    listed again). ``VERIFIED``, ``UNVERIFIABLE``, ``SKIPPED``, ``CONFLICT``
+    and ``ROLLED_BACK`` items are left alone. Items caught ``COPYING`` are
+    redone from scratch (writes are atomic, so nothing partial is visible;
+    an object a lost attempt did publish is recognised by its content and
+    recorded as created by this plan). ``WARMING`` items go back to waiting
+    for their restores, ``COPIED`` items are only checked, and ``FAILED``
+    items are retried if the failure was transient (all of them with
+    ``retry_failed``). Arguments as for
+    [execute][carmigrate.migrate.execute].
+
+    Raises:
+        PlanError: The ledger has no plan, unknown stages, or a store whose
+            URL is not the plan's.
+    """
+    return _run_items(
+        ledger,
+        kind="resume",
+        source=source,
+        destination=destination,
+        executor=executor,
+        stages=stages,
+        limits=limits,
+        reporters=reporters,
+        store_options=store_options,
+        retry_failed=retry_failed,
+        clock=clock,
+        sleep=sleep,
+    )
+
+
+# ----------------------------------------------------------------------
+# verify and rollback
+
+
+def _simple_loop(
+    ctx: _Context,
+    records: Iterator[ItemRecord],
+    make: Callable[[ItemRecord], Task | None],
+    handle: Callable[[Any, ItemRecord, Outcome | Exception], None],
+    ledger: Ledger,
+    concurrency: int,
+) -> None:
+    workers = ctx.workers
+    exhausted = False
+    while True:
+        while not exhausted and len(workers.inflight) < concurrency:
+            rec = next(records, None)
+            if rec is None:
+                exhausted = True
+                break
+            task = make(rec)
+            if task is not None:
+                workers.submit(task, rec)
+        if not workers.inflight:
+            if exhausted:
+                return
+            continue
+        results = workers.wait(_POLL)
+        if results:
+            with ledger.batch() as b:
+                for rec, res in results:
+                    if isinstance(res, (Outcome, Exception)):
+                        handle(b, rec, res)
+                    else:
+                        raise res
+
+
+def verify(
+    plan: Plan | None,
+    ledger: Ledger,
+    *,
+    source: Store | None = None,
+    destination: Store | None = None,
+    executor: Executor | None = None,
+    stages: str | Sequence[str] | None = None,
+    reread_source: bool = False,
+    limits: Limits | None = None,
+    reporters: Iterable[Reporter] = (),
+    store_options: StoreOptions | None = None,
+) -> VerifyReport:
+    """Re-check every object this plan put at the destination, independently.
+
+    For each ``VERIFIED``, ``UNVERIFIABLE`` or ``COPIED`` item, reads the
+    destination object once and compares it with what the ledger recorded
+    when it was written (SHA-256, MD5, PieceCID) and with what the source
+    vouches for now (its listing digests in the plan, its ``stat``
+    checksums, a content-addressed key, every CAR block against its CID).
+    With ``reread_source``, the source object is also read again and its
+    SHA-256 compared: a second, independent read that can prove items
+    otherwise ``UNVERIFIABLE``.
+
+    Outcomes are recorded in the ledger: a missing or different object makes
+    the item ``FAILED`` (``resume`` then redoes it, or finds a ``CONFLICT``
+    if someone else changed it); an ``UNVERIFIABLE`` or ``COPIED`` item
+    proven equal becomes ``VERIFIED``; items that were fine stay as they
+    are, with a journal entry. Objects that cannot be read for a transient
+    reason are reported and left unchanged.
+
+    Args:
+        plan: The plan, to check it is the ledger's (``None``: the ledger's).
+        ledger: The ledger.
+        source: The source store for in-process workers.
+        destination: The destination store for in-process workers.
+        executor: Where reads run (default: an own thread pool).
+        stages: Stage name(s) to verify (default: all).
+        reread_source: Also read every source object again.
+        limits: Concurrency and retries (default: the plan's).
+        reporters: Receive ``RUN_STARTED``, ``DONE``, ``FAILED`` and
+            ``RUN_FINISHED`` events.
+        store_options: Options to open stores by URL.
+
+    Returns:
+        The counts and the mismatches.
+
+    Raises:
+        PlanError: ``plan`` is not the ledger's, or unknown stages.
+    """
+    if plan is not None:
+        ledger.check_plan(plan)
+    header = ledger.header
+    lim = limits or header.limits
+    names = _stage_names(header, stages)
+    ctx = _Context(
+        header,
+        source=source,
+        destination=destination,
+        executor=executor,
+        concurrency=lim.concurrency,
+        store_options=store_options,
+    )
+    run = ledger.start_run("verify", stages=names, limits=serde.unstructure(lim))
+    emit = _Emitter(reporters, run)
+    counts = {"checked": 0, "verified": 0, "promoted": 0, "unverifiable": 0}
+    mismatches: list[tuple[str, str]] = []
+    errors: list[tuple[str, str]] = []
+
+    def make(rec: ItemRecord) -> Task | None:
+        return ctx.task(
+            Mode.VERIFY,
+            rec,
+            lim,
+            written_md5=rec.md5,
+            written_sha256=rec.sha256,
+            written_etag=rec.written_etag,
+            written_piece=rec.piece_cid,
+            written_car_root=rec.car_root,
+            reread_source=reread_source,
+        )
+
+    def handle(b: Any, rec: ItemRecord, res: Outcome | Exception) -> None:
+        out = res if isinstance(res, Outcome) else _worker_error(rec, res)
+        key = rec.item.key
+        now = time.time()
+        if out.state is _S.FAILED:
+            if out.transient:
+                errors.append((key, out.reason or "error"))
+                emit(EventKind.FAILED, rec, reason=out.reason)
+                return
+            counts["checked"] += 1
+            mismatches.append((key, out.reason or "mismatch"))
+            b.transition(
+                rec.seq,
+                _S.FAILED,
+                reason=out.reason,
+                error_offset=out.offset,
+                # resume redoes it (a CONFLICT if someone else changed it), as
+                # documented; a permanent failure would need retry_failed
+                transient=True,
+                finished=now,
+            )
+            emit(
+                EventKind.FAILED,
+                rec,
+                state=_S.FAILED,
+                reason=out.reason,
+                offset=out.offset,
+            )
+            return
+        counts["checked"] += 1
+        checks = tuple(sorted(set(rec.checks) | set(out.checks)))
+        if out.state is _S.VERIFIED or rec.state is _S.VERIFIED:
+            counts["verified"] += 1
+            if rec.state is not _S.VERIFIED:
+                counts["promoted"] += 1
+            note = out.reason or (
+                "verify: ok (" + ", ".join(out.checks or ("consistent",)) + ")"
+            )
+            b.transition(rec.seq, _S.VERIFIED, reason=note, checks=checks, finished=now)
+            emit(EventKind.DONE, rec, state=_S.VERIFIED, reason=note)
+        else:
+            counts["unverifiable"] += 1
+            note = out.reason or (
+                "verify: consistent with what was written; nothing independent to compare"
+            )
+            target = _S.UNVERIFIABLE
+            b.transition(rec.seq, target, reason=note, finished=now)
+            emit(EventKind.DONE, rec, state=target, reason=note)
+
+    emit(EventKind.RUN_STARTED)
+    stop = "interrupted"
+    try:
+        records = (r for r in ledger.items(stage=names, state=_OURS))
+        _simple_loop(ctx, records, make, handle, ledger, lim.concurrency)
+        stop = "done"
+    finally:
+        ledger.finish_run(
+            run, stop_reason=stop, items=counts["checked"], failures=len(mismatches)
+        )
+        emit(EventKind.RUN_FINISHED, reason=stop, items=counts["checked"])
+        ctx.close()
+    return VerifyReport(
+        run=run,
+        checked=counts["checked"],
+        verified=counts["verified"],
+        promoted=counts["promoted"],
+        unverifiable=counts["unverifiable"],
+        mismatches=tuple(sorted(mismatches)),
+        errors=tuple(sorted(errors)),
+    )
+
+
+def rollback(
+    ledger: Ledger,
+    stage: str,
+    *,
+    destination: Store | None = None,
+    executor: Executor | None = None,
+    dry_run: bool = False,
+    limits: Limits | None = None,
+    reporters: Iterable[Reporter] = (),
+    store_options: StoreOptions | None = None,
+) -> RollbackResult:
+    """Delete the destination objects this plan created in ``stage``, and only those.
+
+    An object is deleted only if the ledger says this plan created it (the
+    key held nothing before) and it still holds what the plan wrote (same
+    ETag, or same SHA-256, read back if the store reports neither). Objects
+    that were there before (``SKIP``, ``VERIFY`` found equal, ``CONFLICT``)
+    are never touched; objects this plan *replaced* are kept and reported
+    (their previous content is gone); objects changed since are kept and
+    reported. Deleted items become ``ROLLED_BACK``; the run is recorded.
+
+    Do not run it while a run of the same ledger is going. Items caught
+    mid-copy (``COPYING``) are reported as unresolved: ``resume`` first.
+
+    Args:
+        ledger: The ledger.
+        stage: The stage to roll back.
+        destination: The destination store (default: opened from the URL).
+        executor: Where deletes run (default: an own thread pool).
+        dry_run: Only report what would be checked and deleted.
+        limits: Concurrency and retries (default: the plan's).
+        reporters: Receive ``DONE`` and ``FAILED`` events.
+        store_options: Options to open the destination by URL.
+
+    Returns:
+        What was deleted, kept and left unresolved.
+
+    Raises:
+        PlanError: No plan in the ledger, or an unknown stage.
+    """
+    header = ledger.header
+    lim = limits or header.limits
+    _stage_names(header, stage)
+    candidates: list[ItemRecord] = []
+    kept: list[tuple[str, str]] = []
+    unresolved: list[str] = []
+    for rec in ledger.items(stage=stage, state=(*_OURS, _S.FAILED, _S.COPYING)):
+        if rec.state is _S.COPYING:
+            unresolved.append(rec.item.destination_key)
+        elif rec.replaced:
+            kept.append(
+                (
+                    rec.item.destination_key,
+                    "replaced an object that was there before; not deleted",
+                )
+            )
+        elif rec.created:
+            candidates.append(rec)
+    if dry_run:
+        return RollbackResult(
+            run=None,
+            stage=stage,
+            deleted=tuple(r.item.destination_key for r in candidates),
+            already_gone=(),
+            kept=tuple(kept),
+            unresolved=tuple(unresolved),
+            errors=(),
+        )
+    ctx = _Context(
+        header,
+        source=None,
+        destination=destination,
+        executor=executor,
+        concurrency=lim.concurrency,
+        store_options=store_options,
+        need_source=False,
+    )
+    run = ledger.start_run("rollback", stages=[stage], limits=serde.unstructure(lim))
+    emit = _Emitter(reporters, run)
+    deleted: list[str] = []
+    gone: list[str] = []
+    errors: list[tuple[str, str]] = []
+
+    def make(rec: ItemRecord) -> Task:
+        return ctx.task(
+            Mode.DELETE,
+            rec,
+            lim,
+            written_sha256=rec.sha256,
+            written_etag=rec.written_etag,
+        )
+
+    def handle(b: Any, rec: ItemRecord, res: Outcome | Exception) -> None:
+        out = res if isinstance(res, Outcome) else _worker_error(rec, res)
+        key = rec.item.destination_key
+        if out.state is _S.ROLLED_BACK:
+            (
+                gone if out.reason and out.reason.startswith("already") else deleted
+            ).append(key)
+            b.transition(
+                rec.seq,
+                _S.ROLLED_BACK,
+                reason=f"rollback: {out.reason}",
+                finished=time.time(),
+            )
+            emit(EventKind.DONE, rec, state=_S.ROLLED_BACK, reason=out.reason)
+        elif out.state is _S.FAILED:
+            errors.append((key, out.reason or "error"))
+            emit(EventKind.FAILED, rec, reason=out.reason)
+        else:
+            kept.append((key, out.reason or "kept"))
+
+    stop = "interrupted"
+    try:
+        _simple_loop(ctx, iter(candidates), make, handle, ledger, lim.concurrency)
+        stop = "done"
+    finally:
+        ledger.finish_run(
+            run, stop_reason=stop, items=len(deleted) + len(gone), failures=len(errors)
+        )
+        ctx.close()
+    return RollbackResult(
+        run=run,
+        stage=stage,
+        deleted=tuple(sorted(deleted)),
+        already_gone=tuple(sorted(gone)),
+        kept=tuple(sorted(kept)),
+        unresolved=tuple(sorted(unresolved)),
+        errors=tuple(sorted(errors)),
+    )

@@ -1,0 +1,269 @@
+"""Listings sorted by key: the "march" half of the engine.
+
+A diff is a merge-join, so both listings must come in ascending key order.
+A store that declares ``sorted_listing`` is passed through (and checked as it
+streams); any other listing is sorted externally: sorted runs of a bounded
+number of entries are spilled to temporary files and merged with
+``heapq.merge``, so memory stays bounded however many objects there are.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import pickle
+import tempfile
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
+from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
+
+from carmigrate.errors import PlanError
+
+if TYPE_CHECKING:
+    from carmigrate.storage import ObjectInfo, Store
+
+__all__ = [
+    "DEFAULT_RUN_SIZE",
+    "ListingEntry",
+    "check_sorted",
+    "external_sort",
+    "iter_sorted_listing",
+    "sort_listing",
+    "to_entries",
+]
+
+DEFAULT_RUN_SIZE: Final = 250_000
+"""Entries held in memory per sorted run of the external sort (about 60 MB)."""
+
+_CHUNK: Final = 4096
+_first: Final = itemgetter(0)
+
+T = TypeVar("T", bound=tuple[Any, ...])
+
+
+def _digest(value: str | None, length: int) -> str | None:
+    """A hex digest of the right length, lower-cased; anything else is dropped."""
+    if value is None or len(value) != length:
+        return None
+    value = value.lower()
+    try:
+        int(value, 16)
+    except ValueError:
+        return None
+    return value
+
+
+class ListingEntry(NamedTuple):
+    """What the planner needs to know about one listed object.
+
+    A light tuple (millions of them stream through a plan), built from an
+    [ObjectInfo][carmigrate.storage.ObjectInfo] with
+    [from_info][carmigrate.migrate.ListingEntry.from_info] or directly from
+    another inventory (an S3 Inventory report, a database export).
+
+    Attributes:
+        key: The object's key.
+        size: Its size in bytes.
+        etag: The backend's ETag (opaque: never taken for an MD5).
+        md5: A whole-object MD5 the backend vouches for, as hex.
+        sha256: A whole-object SHA-256 the backend vouches for, as hex.
+        cold: The object must be restored from a cold tier before reading.
+    """
+
+    key: str
+    size: int
+    etag: str | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    cold: bool = False
+
+    @classmethod
+    def from_info(cls, info: ObjectInfo) -> ListingEntry:
+        """The entry for a store's ``ObjectInfo``.
+
+        Only ``info.checksums`` supply digests (the storage layer never
+        reports a multipart ETag as an MD5); a malformed digest is dropped.
+        """
+        checksums = info.checksums
+        return cls(
+            info.key,
+            info.size,
+            info.etag,
+            _digest(checksums.get("md5"), 32) if checksums else None,
+            _digest(checksums.get("sha256"), 64) if checksums else None,
+            info.cold,
+        )
+
+    @classmethod
+    def checked(
+        cls,
+        key: str,
+        size: int,
+        etag: str | None = None,
+        md5: str | None = None,
+        sha256: str | None = None,
+        cold: bool = False,
+    ) -> ListingEntry:
+        """An entry from untrusted fields: digests that are not plain hex
+        digests of the right length (such as a multipart ETag ``"…-3"``
+        passed as an MD5) are dropped.
+        """  # noqa: D205
+        return cls(key, int(size), etag, _digest(md5, 32), _digest(sha256, 64), cold)
+
+
+def to_entries(listing: Iterable[ObjectInfo | ListingEntry]) -> Iterator[ListingEntry]:
+    """Turn ``ObjectInfo`` values into entries; entries pass through.
+
+    A listing is either all ``ListingEntry`` or all ``ObjectInfo``: the first
+    element decides, so no per-element work is done for entries.
+    """
+    it = iter(listing)
+    first = next(it, None)
+    if first is None:
+        return iter(())
+    rest = itertools.chain((first,), it)
+    if isinstance(first, ListingEntry):
+        return rest  # type: ignore[return-value]
+    return map(ListingEntry.from_info, rest)  # type: ignore[arg-type]
+
+
+def check_sorted(entries: Iterable[T], *, what: str = "the listing") -> Iterator[T]:
+    """Pass ``entries`` through, checking that keys (element 0) strictly ascend.
+
+    Raises:
+        PlanError: A key is not greater than the one before it (out of order
+            or listed twice); the message names both keys. Entries before it
+            have been yielded.
+    """
+    prev: str | None = None
+    for entry in entries:
+        key = entry[0]
+        if prev is not None and key <= prev:
+            problem = "is listed twice" if key == prev else f"comes after {prev!r}"
+            raise PlanError(
+                f"{what} is not sorted by key: {key!r} {problem}; a store that "
+                "cannot list in order must say so (capabilities.sorted_listing=False) "
+                "so the planner sorts it"
+            )
+        prev = key
+        yield entry
+
+
+def _spill(run: list[tuple[Any, ...]], temp_dir: str | None) -> IO[bytes]:
+    run.sort(key=_first)
+    f = tempfile.TemporaryFile(dir=temp_dir, prefix="carmigrate-sort-")  # noqa: SIM115 - returned open
+    try:
+        # one pickle per chunk: a long-lived Pickler (or Unpickler) would keep
+        # every object of the run alive in its memo
+        for i in range(0, len(run), _CHUNK):
+            pickle.dump(run[i : i + _CHUNK], f, protocol=pickle.HIGHEST_PROTOCOL)
+        f.flush()
+        f.seek(0)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _read_run(f: IO[bytes]) -> Iterator[tuple[Any, ...]]:
+    load = pickle.load
+    while True:
+        try:
+            chunk = load(f)
+        except EOFError:
+            return
+        yield from chunk
+
+
+def external_sort(
+    items: Iterable[tuple[Any, ...]],
+    *,
+    run_size: int = DEFAULT_RUN_SIZE,
+    temp_dir: str | os.PathLike[str] | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """Sort tuples by their first element (a ``str``) in bounded memory.
+
+    Up to ``run_size`` tuples are held and sorted at once; a longer input is
+    spilled as sorted runs to anonymous temporary files (pickled, removed
+    when the iterator finishes or is closed) and merged. Elements must be
+    picklable. Memory: ``run_size`` tuples while reading, then about 4,096
+    tuples per run while merging.
+
+    Args:
+        items: The tuples, in any order.
+        run_size: Tuples per in-memory run.
+        temp_dir: Where to spill (default: the system's temporary folder).
+
+    Yields:
+        The same tuples (as plain tuples when they were spilled), sorted by
+        element 0; ties keep no particular order.
+
+    Raises:
+        OSError: Spilling failed (a full disk).
+    """
+    if run_size < 1:
+        raise ValueError(f"run_size must be at least 1, got {run_size}")
+    where = None if temp_dir is None else os.fspath(temp_dir)
+    files: list[IO[bytes]] = []
+    source = iter(items)
+    try:
+        while True:
+            run: list[tuple[Any, ...]] = list(
+                map(tuple, itertools.islice(source, run_size))
+            )
+            if len(run) < run_size:
+                break
+            files.append(_spill(run, where))
+        if not files:
+            run.sort(key=_first)
+            yield from run
+            return
+        if run:
+            files.append(_spill(run, where))
+        del run
+        yield from heapq.merge(*(_read_run(f) for f in files), key=_first)
+    finally:
+        for f in files:
+            f.close()
+
+
+def sort_listing(
+    entries: Iterable[ObjectInfo | ListingEntry],
+    *,
+    run_size: int = DEFAULT_RUN_SIZE,
+    temp_dir: str | os.PathLike[str] | None = None,
+    what: str = "the listing",
+) -> Iterator[ListingEntry]:
+    """Sort a listing by key in bounded memory (see [external_sort][carmigrate.migrate.external_sort]).
+
+    Raises:
+        PlanError: A key is listed twice.
+    """
+    make = ListingEntry._make
+    merged = external_sort(to_entries(entries), run_size=run_size, temp_dir=temp_dir)
+    return check_sorted((make(t) for t in merged), what=what)
+
+
+def iter_sorted_listing(
+    store: Store,
+    prefix: str = "",
+    *,
+    run_size: int = DEFAULT_RUN_SIZE,
+    temp_dir: str | os.PathLike[str] | None = None,
+) -> Iterator[ListingEntry]:
+    """A store's listing under ``prefix`` as entries in ascending key order.
+
+    With ``store.capabilities.sorted_listing`` the listing streams through
+    and its order is checked as it goes; otherwise it is sorted externally.
+
+    Raises:
+        PlanError: A store that declares sorted listings yields a key out of
+            order, or any listing yields a key twice.
+        StorageError: Listing failed.
+    """
+    listing = to_entries(store.list(prefix))
+    what = f"the listing of {store.url}"
+    if store.capabilities.sorted_listing:
+        return check_sorted(listing, what=what)
+    return sort_listing(listing, run_size=run_size, temp_dir=temp_dir, what=what)

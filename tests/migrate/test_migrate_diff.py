@@ -1,0 +1,105 @@
+"""The diff: one action per source key, extras exactly the destination-only keys."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from carmigrate.errors import PlanError
+from carmigrate.migrate import Action, ListingEntry, compare, diff
+
+digests = st.sampled_from(["a" * 32, "b" * 32, None])
+shas = st.sampled_from(["a" * 64, "b" * 64, None])
+entry_fields = st.tuples(st.integers(0, 3), digests, shas)
+
+
+@st.composite
+def listings(draw: st.DrawFn) -> tuple[list[ListingEntry], list[ListingEntry]]:
+    names = draw(
+        st.lists(st.text("abc/", min_size=1, max_size=5), unique=True, max_size=40)
+    )
+    src, dst = [], []
+    for name in sorted(names):
+        side = draw(st.sampled_from(["src", "dst", "both"]))
+        if side in ("src", "both"):
+            size, md5, sha = draw(entry_fields)
+            src.append(ListingEntry(name, size, None, md5, sha))
+        if side in ("dst", "both"):
+            size, md5, sha = draw(entry_fields)
+            dst.append(ListingEntry(name, size, None, md5, sha))
+    return src, dst
+
+
+@given(listings())
+def test_every_source_key_gets_exactly_one_action(pair) -> None:
+    """Source keys: one of COPY/SKIP/VERIFY/CONFLICT each; extras: exactly dst-only keys; sorted output."""
+    src, dst = pair
+    out = list(diff(src, dst))
+    src_keys = {e.key for e in src}
+    dst_keys = {e.key for e in dst}
+
+    assert [d.key for d in out] == sorted(src_keys | dst_keys)
+    assert {d.key for d in out if d.action is not Action.EXTRA} == src_keys
+    assert {d.key for d in out if d.action is Action.EXTRA} == dst_keys - src_keys
+    assert {d.key for d in out if d.action is Action.COPY} == src_keys - dst_keys
+    for d in out:
+        if d.action in (Action.SKIP, Action.VERIFY):
+            assert d.source is not None
+            assert d.destination is not None
+            assert d.source.size == d.destination.size
+
+
+@given(listings())
+def test_skip_only_when_proven(pair) -> None:
+    """SKIP needs equal size and an equal digest both sides vouch for; never a difference."""
+    src, dst = pair
+    for d in diff(src, dst):
+        if d.action is Action.SKIP:
+            s, t = d.source, d.destination
+            common = [
+                (a, b) for a, b in ((s.md5, t.md5), (s.sha256, t.sha256)) if a and b
+            ]
+            assert common
+            assert all(a == b for a, b in common)
+
+
+def test_compare_rules() -> None:
+    """Size first, then every common digest; nothing common means VERIFY."""
+    e = ListingEntry
+
+    assert (
+        compare(e("k", 1, md5="a" * 32), e("k", 2, md5="a" * 32))[0] is Action.CONFLICT
+    )
+    assert compare(e("k", 1, sha256="a" * 64), e("k", 1, sha256="a" * 64)) == (
+        Action.SKIP,
+        "same size and sha256",
+    )
+    assert compare(e("k", 1, md5="a" * 32), e("k", 1, md5="b" * 32)) == (
+        Action.CONFLICT,
+        "md5 differs",
+    )
+    assert (
+        compare(
+            e("k", 1, md5="a" * 32, sha256="a" * 64),
+            e("k", 1, md5="a" * 32, sha256="c" * 64),
+        )[0]
+        is Action.CONFLICT
+    )
+    assert compare(e("k", 1, md5="a" * 32), e("k", 1, sha256="a" * 64)) == (
+        Action.VERIFY,
+        None,
+    )
+    # equal ETags prove nothing
+    assert compare(e("k", 1, etag="x-2"), e("k", 1, etag="x-2")) == (
+        Action.VERIFY,
+        None,
+    )
+
+
+def test_diff_checks_order() -> None:
+    """An unsorted listing is refused when the bad entry is reached."""
+    with pytest.raises(PlanError, match="source listing"):
+        list(diff([ListingEntry("b", 1), ListingEntry("a", 1)], []))
+    with pytest.raises(PlanError, match="destination listing"):
+        list(diff([], [ListingEntry("b", 1), ListingEntry("b", 1)]))

@@ -1,0 +1,442 @@
+"""Stopping, crashing, resuming, retrying, warming and rolling back."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from migrate_helpers import (
+    ColdStore,
+    Kill,
+    KillingStore,
+    contents,
+    fill,
+    keys,
+    ledger_snapshot,
+    make_car,
+    missing,
+)
+
+from carmigrate.migrate import (
+    CohortRule,
+    EventKind,
+    ItemState,
+    Ledger,
+    Limits,
+    Overwrite,
+    Stage,
+    TransferPolicy,
+    execute,
+    plan,
+    resume,
+    rollback,
+)
+from carmigrate.migrate._limits import TokenBucket
+from carmigrate.storage import LocalStore, MemoryStore
+from carmigrate.testing import FlakyStore
+
+FAST = Limits(concurrency=4, retry_base_delay=0.001, retry_max_delay=0.002)
+
+
+def _objects(n: int = 20) -> dict[str, bytes]:
+    out = {f"u{i % 3}/f{i:03d}": os.urandom(50 + i) for i in range(n)}
+    out["u0/data.car"] = make_car(4)
+    return out
+
+
+def _clean_run(tmp_path, objects, **plan_kwargs):
+    a, b = MemoryStore("a"), MemoryStore("b")
+    fill(a, objects)
+    led = Ledger(tmp_path / "clean.db")
+    execute(plan(a, b, **plan_kwargs), led, source=a, destination=b, limits=FAST)
+    return contents(b), ledger_snapshot(led)
+
+
+def test_stop_by_max_items_then_resume_equals_a_clean_run(tmp_path) -> None:
+    """A run stopped by a limit resumes without recopying anything verified."""
+    objects = _objects()
+    clean_dst, clean_ledger = _clean_run(tmp_path, objects)
+    a, b = MemoryStore("a"), MemoryStore("b")
+    fill(a, objects)
+    led = Ledger(tmp_path / "l.db")
+    p = plan(a, b)
+    first = execute(
+        p, led, source=a, destination=b, limits=Limits(concurrency=2, max_items=5)
+    )
+    done_first = {
+        r.seq for r in led.items(state=[ItemState.VERIFIED, ItemState.UNVERIFIABLE])
+    }
+    second = resume(led, source=a, destination=b, limits=FAST)
+
+    assert first.stop_reason == "max_items"
+    assert not first.complete
+    assert 5 <= first.items <= 6
+    assert second.stop_reason == "done"
+    assert second.complete
+    assert contents(b) == clean_dst
+    assert ledger_snapshot(led) == clean_ledger
+    for seq in done_first:  # copied once only
+        assert [t.state for t in led.history(seq)].count(ItemState.COPYING) == 1
+    assert [r.kind for r in led.runs()] == ["execute", "resume"]
+
+
+def test_stop_request_and_other_limits(tmp_path) -> None:
+    """A stop file, max_bytes and max_failures each stop a run cleanly."""
+    a, b = MemoryStore("a"), MemoryStore("b")
+    fill(a, _objects())
+    p = plan(a, b)
+    led = Ledger(tmp_path / "l.db")
+
+    def stopper(event) -> None:
+        if event.kind is EventKind.DONE:
+            led.request_stop()
+
+    ticks = iter(range(10**6))
+    r1 = execute(
+        p,
+        led,
+        source=a,
+        destination=b,
+        reporters=[stopper],
+        limits=Limits(concurrency=1),
+        clock=lambda: float(next(ticks)),
+    )  # the stop file is looked at every 0.5 s
+    assert r1.stop_reason == "stopped"
+    assert not os.path.exists(led.stop_path())
+    r2 = resume(
+        led, source=a, destination=b, limits=Limits(concurrency=1, max_bytes=100)
+    )
+    assert r2.stop_reason == "max_bytes"
+    broken = FlakyStore(b, probability=1.0, transient=False, methods=["write"])
+    r3 = resume(
+        led, source=a, destination=broken, limits=Limits(concurrency=1, max_failures=2)
+    )
+    assert r3.stop_reason == "max_failures"
+    assert r3.failures == 2
+    r4 = resume(led, source=a, destination=b, retry_failed=True)
+    assert r4.complete
+    assert keys(b) == sorted(_objects().keys()) or len(keys(b)) == len(_objects())
+
+
+def test_max_seconds_with_an_injected_clock(tmp_path) -> None:
+    a, b = MemoryStore("a"), MemoryStore("b")
+    fill(a, _objects(6))
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    r = execute(
+        plan(a, b),
+        Ledger(tmp_path / "l.db"),
+        source=a,
+        destination=b,
+        limits=Limits(concurrency=1, max_seconds=3),
+        clock=clock,
+    )
+    assert r.stop_reason == "max_seconds"
+    assert r.items < 7
+
+
+def test_interrupted_coordinator_leaves_copying_items_that_resume_redoes(
+    tmp_path,
+) -> None:
+    """A KeyboardInterrupt mid-run leaves nothing partial; resume finishes the job."""
+    objects = _objects()
+    clean_dst, clean_ledger = _clean_run(tmp_path, objects)
+    a, b = MemoryStore("a"), MemoryStore("b")
+    fill(a, objects)
+    led = Ledger(tmp_path / "l.db")
+    seen = []
+
+    def interrupt(event) -> None:
+        seen.append(event)
+        if event.kind is EventKind.STARTED and len(seen) > 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(
+            plan(a, b), led, source=a, destination=b, reporters=[interrupt], limits=FAST
+        )
+    assert led.runs()[-1].stop_reason == "interrupted"
+    resume(led, source=a, destination=b, limits=FAST)
+
+    assert contents(b) == clean_dst
+    assert ledger_snapshot(led) == clean_ledger
+
+
+def test_a_worker_killed_mid_object_publishes_nothing(tmp_path) -> None:
+    """A write killed half-way leaves no object and no temp file; resume copies it."""
+    src, dst = LocalStore(tmp_path / "s"), LocalStore(tmp_path / "d")
+    big = os.urandom(3 << 20)
+    fill(src, {"big.bin": big, "small.bin": b"s"})
+    led = Ledger(tmp_path / "l.db")
+    p = plan(src, dst)
+    killer = KillingStore(dst, nth=1, after=1 << 20)
+
+    with pytest.raises(Kill):
+        execute(p, led, source=src, destination=killer, limits=Limits(concurrency=1))
+    assert led.find("big.bin").state is ItemState.COPYING
+    assert missing(dst, "big.bin")
+    assert not [
+        n for _, _, fs in os.walk(dst.root) for n in fs if n.startswith(".carmigrate")
+    ]
+    r = resume(led, source=src, destination=dst)
+
+    assert r.complete
+    assert led.find("big.bin").created
+    assert contents(dst)["big.bin"] == big
+
+
+class _PublishThenDie(KillingStore):
+    def write(self, key, data, **kwargs):
+        out = self.inner.write(key, data, **kwargs)
+        with self.lock:
+            self.writes += 1
+            if self.writes == self.nth:
+                raise Kill(key)
+        return out
+
+
+def test_a_crash_after_publishing_is_recognised_as_ours(tmp_path) -> None:
+    """An object published just before a crash is found on resume, counted as created, and rolled back."""
+    src, dst = LocalStore(tmp_path / "s"), LocalStore(tmp_path / "d")
+    fill(src, {"a": b"aaa", "b": b"bbb"})
+    led = Ledger(tmp_path / "l.db")
+    p = plan(src, dst)
+
+    with pytest.raises(Kill):
+        execute(
+            p,
+            led,
+            source=src,
+            destination=_PublishThenDie(dst, nth=1),
+            limits=Limits(concurrency=1),
+        )
+    assert led.find("a").state is ItemState.COPYING
+    assert not missing(dst, "a")
+    resume(led, source=src, destination=dst)
+
+    assert led.find("a").state is ItemState.VERIFIED
+    assert led.find("a").created
+    assert led.find("a").checks == ("compare",)
+    assert rollback(led, "all", destination=dst).deleted == ("a", "b")
+    assert keys(dst) == []
+
+
+def test_flaky_stores_with_ten_percent_transient_failures_complete(tmp_path) -> None:
+    """Transient faults on both sides, including writes whose answer is lost, are retried to the end."""
+    objects = _objects(40)
+    clean_dst, clean_ledger = _clean_run(tmp_path, objects)
+    a, b = MemoryStore("a"), MemoryStore("b")
+    fill(a, objects)
+    flaky_src = FlakyStore(a, probability=0.1, seed=1, truncate_reads_at=10)
+    flaky_dst = FlakyStore(
+        b, probability=0.1, seed=2, when="after", methods=["write", "stat"]
+    )
+    led = Ledger(tmp_path / "l.db")
+    r = execute(
+        plan(a, b),
+        led,
+        source=flaky_src,
+        destination=flaky_dst,
+        limits=Limits(
+            concurrency=4, retries=10, retry_base_delay=0.001, retry_max_delay=0.002
+        ),
+    )
+
+    assert flaky_src.failures + flaky_dst.failures > 0
+    assert r.complete
+    assert r.failures == 0
+    assert contents(b) == clean_dst
+    assert ledger_snapshot(led) == clean_ledger
+    assert max(x.attempts for x in led.items()) > 1
+
+
+def test_rollback_deletes_only_what_the_plan_created(tmp_path) -> None:
+    """Pre-existing, replaced and changed objects stay; created ones go; nothing else is touched."""
+    src, dst = LocalStore(tmp_path / "s"), LocalStore(tmp_path / "d")
+    fill(
+        src,
+        {
+            "s1/new": b"new",
+            "s1/same": b"same",
+            "s1/replace": b"mine",
+            "s1/changed": b"ours",
+            "s2/other": b"o",
+        },
+    )
+    fill(dst, {"s1/same": b"same", "s1/replace": b"theirs", "s1/extra": b"x"})
+    led = Ledger(tmp_path / "l.db")
+    p = plan(
+        src,
+        dst,
+        cohorts=CohortRule(segments=1),
+        stages=[Stage("s1", ["s1"]), Stage("s2", ["s2"])],
+        transfer=TransferPolicy(overwrite=Overwrite.IF_DIFFERENT),
+    )
+    execute(p, led, source=src, destination=dst)
+    dst.write("s1/changed", b"changed by someone")
+
+    dry = rollback(led, "s1", destination=dst, dry_run=True)
+    assert set(dry.deleted) == {"s1/new", "s1/changed"}
+    assert keys(dst) == sorted(
+        ["s1/new", "s1/same", "s1/replace", "s1/changed", "s1/extra", "s2/other"]
+    )
+    result = rollback(led, "s1", destination=dst)
+
+    assert result.deleted == ("s1/new",)
+    kept = dict(result.kept)
+    assert "changed since" in kept["s1/changed"]
+    assert "replaced" in kept["s1/replace"]
+    assert contents(dst) == {
+        "s1/same": b"same",
+        "s1/replace": b"mine",
+        "s1/changed": b"changed by someone",
+        "s1/extra": b"x",
+        "s2/other": b"o",
+    }
+    assert led.find("s1/new").state is ItemState.ROLLED_BACK
+    assert (
+        led.find("s2/other").state is ItemState.VERIFIED
+        or led.find("s2/other").state is ItemState.UNVERIFIABLE
+    )
+    assert led.runs()[-1].kind == "rollback"
+    again = rollback(led, "s1", destination=dst)
+    assert again.deleted == ()
+
+
+def test_cold_objects_are_restored_in_batches_first(tmp_path) -> None:
+    """Cold sources go WARMING, are restored (at most restore_batch at once) and then copied."""
+    inner, b = MemoryStore("a"), MemoryStore("b")
+    objects = {f"k{i}": bytes([i]) * 10 for i in range(8)}
+    fill(inner, objects)
+    cold = ColdStore(inner, {"k1", "k2", "k3", "k5"}, polls=2)
+    p = plan(cold, b)
+    assert sum(1 for i in p.items() if i.cold) == 4
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += max(s, 0.01)
+
+    led = Ledger(tmp_path / "l.db")
+    events: list = []
+    r = execute(
+        p,
+        led,
+        source=cold,
+        destination=b,
+        reporters=[events.append],
+        sleep=sleep,
+        clock=lambda: now[0],
+        limits=Limits(concurrency=2, restore_batch=2),
+    )
+
+    assert r.complete, r
+    assert contents(b) == objects
+    assert sorted(cold.requests) == ["k1", "k2", "k3", "k5"]
+    assert (
+        cold.max_outstanding <= 3
+    )  # restore_batch, plus one restored and waiting for a worker
+    assert any(e.kind is EventKind.WARMING for e in events)
+    warmed = [t.state for t in led.history(led.find("k1").seq)]
+    assert warmed[0] is ItemState.WARMING
+    assert warmed[-1] is ItemState.VERIFIED
+
+
+def test_waiting_for_restores_stops_at_max_seconds_and_resumes(tmp_path) -> None:
+    inner, b = MemoryStore("a"), MemoryStore("b")
+    fill(inner, {"hot": b"h", "cold": b"c"})
+    cold = ColdStore(inner, {"cold"}, polls=1000)
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def sleep(s: float) -> None:
+        now[0] += max(s, 0.01)
+
+    led = Ledger(tmp_path / "l.db")
+    p = plan(cold, b, transfer=TransferPolicy(restore_poll=10))
+    r = execute(
+        p,
+        led,
+        source=cold,
+        destination=b,
+        clock=clock,
+        sleep=sleep,
+        limits=Limits(max_seconds=100),
+    )
+    assert r.stop_reason == "max_seconds"
+    assert led.find("cold").state is ItemState.WARMING
+    assert keys(b) == ["hot"]
+    cold.polls = 0
+    cold.pending = dict.fromkeys(cold.pending, 0)
+    r2 = resume(led, source=cold, destination=b, clock=clock, sleep=sleep)
+    assert r2.complete
+    assert keys(b) == ["cold", "hot"]
+
+
+def test_token_bucket() -> None:
+    now = [0.0]
+    bucket = TokenBucket(10, clock=lambda: now[0])
+
+    assert bucket.wait_time(5) == 0
+    bucket.take(10)
+    assert bucket.wait_time(1) == pytest.approx(0.1)
+    now[0] += 1
+    assert bucket.wait_time(100) == 0  # larger than the capacity: goes when full
+    bucket.take(100)
+    assert bucket.wait_time(1) == pytest.approx(9.1)
+
+
+def test_rate_limits_pace_the_run(tmp_path) -> None:
+    """items_per_second makes the coordinator wait between starts (with its own clock)."""
+    a, b = MemoryStore("a"), MemoryStore("b")
+    fill(a, {f"k{i}": b"x" for i in range(6)})
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    r = execute(
+        plan(a, b),
+        Ledger(tmp_path / "l.db"),
+        source=a,
+        destination=b,
+        clock=lambda: now[0],
+        sleep=sleep,
+        limits=Limits(concurrency=1, items_per_second=2),
+    )
+    assert r.complete
+    assert now[0] >= 2.0 - 1e-6
+
+
+def test_one_run_at_a_time(tmp_path) -> None:
+    """While a run holds the ledger, another is refused and status says it is running."""
+    from carmigrate.errors import PlanError
+    from carmigrate.migrate import status
+
+    a, b = MemoryStore("a"), MemoryStore("b")
+    fill(a, {"k1": b"1", "k2": b"2"})
+    led = Ledger(tmp_path / "l.db")
+    seen: list = []
+
+    def meanwhile(event) -> None:
+        if event.kind is EventKind.STARTED and not seen:
+            other = Ledger(tmp_path / "l.db")
+            with pytest.raises(PlanError, match="another run"):
+                resume(other, source=a, destination=b)
+            view = Ledger(tmp_path / "l.db", readonly=True)
+            seen.append(status(view).running)
+            view.close()
+            other.close()
+
+    execute(plan(a, b), led, source=a, destination=b, reporters=[meanwhile])
+
+    assert seen == [True]
+    assert not status(led).running
+    assert resume(led, source=a, destination=b).complete

@@ -1,0 +1,249 @@
+"""w3up legacy recipe: dry runs, stopped rounds, per-tenant pacing, layouts, inputs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+from recipes_data import CountingStore, car_link, fill, legacy_dataset
+
+from carmigrate.errors import PlanError
+from carmigrate.migrate import Limits
+from carmigrate.recipes import (
+    TenantLimits,
+    TenantPacer,
+    W3upLegacyJournal,
+    migrate_w3up_legacy,
+    parse_legacy_uploads,
+)
+from carmigrate.storage import LocalStore
+
+
+def _stores(tmp_path: Path):
+    ds = legacy_dataset()
+    a, b, d = (LocalStore(tmp_path / n, fsync=False) for n in ("a", "b", "d"))
+    fill(a, ds.bucket_a)
+    fill(b, ds.bucket_b)
+    fill(d, ds.destination)
+    return ds, a, b, CountingStore(d)
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps (shared by threads)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept = 0.0
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+            self.slept += seconds
+
+
+def test_dry_run_plans_and_writes_nothing(tmp_path) -> None:
+    """A dry run summarises the round's plans; no journal, no plan file, no write."""
+    ds, a, b, d = _stores(tmp_path)
+    work = tmp_path / "work"
+
+    result = migrate_w3up_legacy(ds.listing, [a, b], d, work, dry_run=True)
+
+    assert result.dry_run
+    assert result.round == 1
+    assert [p.source for p in result.plans] == [d.url, a.url, b.url]
+    assert result.plans[0].compare_items == 2  # in place: checked, not copied
+    assert sum(p.transfer_items for p in result.plans) == 9
+    assert result.shards_missing == 1
+    assert not work.exists()
+    assert not d.writes
+    assert "Dry run of round 1" in result.to_markdown()
+    assert json.loads(json.dumps(result.to_dict()))["plans"][0]["compare_items"] == 2
+
+
+def test_a_stopped_round_is_resumed_not_replanned(tmp_path) -> None:
+    """A limit stops the round; the next run resumes its ledgers; nothing is written twice."""
+    ds, a, b, d = _stores(tmp_path)
+    work = tmp_path / "work"
+
+    first = migrate_w3up_legacy(
+        ds.listing, [a, b], d, work, limits=Limits(max_items=1, concurrency=1)
+    )
+    assert not first.complete
+    assert first.runs[-1].stop_reason == "max_items"
+    assert first.uploads_pending > 0
+    dry = migrate_w3up_legacy(ds.listing, [a, b], d, work, dry_run=True)
+    assert dry.resumed
+    assert dry.round == 1
+    second = migrate_w3up_legacy(
+        ds.listing, [a, b], d, work, limits=Limits(max_items=3)
+    )
+    third = migrate_w3up_legacy(ds.listing, [a, b], d, work)
+    while not third.complete:  # pragma: no cover - three runs are enough here
+        third = migrate_w3up_legacy(ds.listing, [a, b], d, work)
+
+    assert {r.round for r in (first, second, third)} == {1}
+    assert third.resumed
+    assert third.uploads_complete == len(ds.good())
+    assert set(d.writes.values()) == {1}
+    fourth = migrate_w3up_legacy(ds.listing, [a, b], d, work)
+    assert fourth.round == 2  # a new round, for the failures only
+    assert fourth.shards_planned == 1
+
+
+def test_tenant_pacer_holds_each_tenant_to_its_rate() -> None:
+    """Token buckets per tenant: bursts of one second, then the rate; tenants are independent."""
+    t = FakeTime()
+    pacer = TenantPacer(TenantLimits(items_per_second=2), clock=t.clock, sleep=t.sleep)
+
+    waits = [pacer.acquire("alice", 100) for _ in range(5)]
+    assert waits == [0.0, 0.0, 0.5, 0.5, 0.5]
+    assert pacer.acquire("bob", 100) == 0.0
+    assert pacer.waited() == {"alice": 1.5}
+
+    t2 = FakeTime()
+    by_bytes = TenantPacer(
+        TenantLimits(bytes_per_second=1000), clock=t2.clock, sleep=t2.sleep
+    )
+    assert (
+        by_bytes.acquire("a", 5000) == 0.0
+    )  # larger than a second's worth: goes, in debt
+    assert by_bytes.acquire("a", 1) == pytest.approx(4.001)
+
+
+def test_tenant_limits_pace_a_run(tmp_path) -> None:
+    """Per-tenant limits apply to every plan of the round through the source stores."""
+    ds, a, b, d = _stores(tmp_path)
+    t = FakeTime()
+    pacer = TenantPacer(TenantLimits(items_per_second=1), clock=t.clock, sleep=t.sleep)
+
+    result = migrate_w3up_legacy(
+        ds.listing, [a, b], d, tmp_path / "work", tenant_limits=pacer
+    )
+
+    assert result.uploads_complete == len(ds.good())
+    waits = dict(result.tenant_waits)
+    assert waits.get("alice", 0) > 0  # four shards at one per second
+    assert t.slept > 0
+    with (
+        ProcessPoolExecutor(max_workers=1) as processes,
+        pytest.raises(ValueError, match="in-process workers"),
+    ):
+        migrate_w3up_legacy(
+            ds.listing,
+            [a, b],
+            d,
+            tmp_path / "other",
+            tenant_limits=TenantLimits(items_per_second=1),
+            executor=processes,
+        )
+
+
+def test_custom_layout_and_bad_layouts(tmp_path) -> None:
+    """Shards land at the layout's keys; a layout without {cid} is refused."""
+    ds, a, b, d = _stores(tmp_path)
+
+    result = migrate_w3up_legacy(
+        ds.listing, [a, b], d, tmp_path / "work", layout="cars/{cid}.car"
+    )
+
+    assert (
+        result.uploads_complete == len(ds.good()) - 1
+    )  # the bob upload in carpark layout is not found
+    assert all(k.startswith("cars/") for k in d.writes)
+    for bad in ("cars/x.car", "{cid}/{other}.car"):
+        with pytest.raises(PlanError, match="layout"):
+            migrate_w3up_legacy(ds.listing, [a, b], d, tmp_path / "w2", layout=bad)
+
+
+def test_listing_inputs_tenants_and_duplicates(tmp_path) -> None:
+    """A file path, lines or parsed uploads; an upload listed twice is one upload."""
+    ds, a, b, d = _stores(tmp_path)
+    path = tmp_path / "uploads.jsonl"
+    first = json.loads(ds.listing[1])
+    shards = first["shards"]
+    split = [
+        json.dumps({**first, "shards": shards[:1]}, ensure_ascii=False),
+        json.dumps({**first, "shards": shards[1:]}, ensure_ascii=False),
+    ]
+    path.write_text("\n".join([ds.listing[0], *split, ""]), encoding="utf-8")
+
+    result = migrate_w3up_legacy(path, [a, b], d, tmp_path / "work")
+
+    assert result.uploads == 2
+    assert result.uploads_complete == 2
+    with W3upLegacyJournal(tmp_path / "work") as journal:
+        merged = journal.upload(first["cid"], "alice")
+        assert [str(s.link) for s in merged.shards] == shards
+        assert journal.counts() == {"complete": 2}
+    parsed = list(parse_legacy_uploads(ds.listing))
+    assert {u.tenant for u in parsed} == {"alice", "bob", "carol 👩‍🔬", None}
+    again = migrate_w3up_legacy(parsed[:1], [a, b], d, tmp_path / "work2")
+    assert again.uploads_complete == 1
+    bad = json.dumps({"cid": first["cid"], "shards": shards, "tenant": 7})
+    with pytest.raises(PlanError, match="tenant"):
+        list(parse_legacy_uploads([bad]))
+
+
+def test_journal_queries(tmp_path) -> None:
+    """The journal answers per upload and per shard after the run."""
+    ds, a, b, d = _stores(tmp_path)
+    migrate_w3up_legacy(ds.listing, [a, b], d, tmp_path / "work")
+
+    with W3upLegacyJournal(tmp_path / "work") as journal:
+        shards = {s.link: s for s in journal.shards()}
+        missing = list(journal.shards(status="missing"))
+        assert len(missing) == 1
+        assert missing[0].link == car_link(ds.uploads[3].cars[1])
+        in_place = shards[car_link(ds.uploads[2].cars[1])]
+        assert in_place.status == "verified"
+        assert not in_place.copied
+        assert in_place.source == d.url
+        copied = shards[car_link(ds.uploads[0].cars[0])]
+        assert copied.copied
+        assert copied.source == a.url
+        assert journal.tenants() == [None, "alice", "bob", "carol 👩‍🔬"]
+        with pytest.raises(PlanError, match="failed"):
+            journal.upload(ds.uploads[3].root, "bob").records()
+    with pytest.raises(PlanError, match="no w3up legacy journal"):
+        W3upLegacyJournal(tmp_path / "nowhere")
+
+
+def test_an_upload_that_gains_shards_is_decided_again(tmp_path) -> None:
+    """w3up's upload/add is incremental: new shards of a complete upload are
+    verified (only they) and the records name them all."""
+    ds, a, b, d = _stores(tmp_path)
+    first = json.loads(ds.listing[0])
+    one = [
+        json.dumps(
+            {k: v for k, v in first.items() if k != "backupUrls"}
+            | {"shards": [str(car_link(ds.uploads[0].cars[0]))]}
+        )
+    ]
+    migrate_w3up_legacy(one, [a, b], d, tmp_path / "work")
+    extra = ds.uploads[7].cars[0]  # a shard of another upload, in bucket B
+    grown = [
+        json.dumps(
+            json.loads(one[0])
+            | {"shards": [*json.loads(one[0])["shards"], str(car_link(extra))]}
+        )
+    ]
+    d.reset()
+
+    result = migrate_w3up_legacy(grown, [a, b], d, tmp_path / "work")
+
+    assert result.shards_planned == 1
+    assert list(d.writes) == [f"{car_link(extra)}/{car_link(extra)}.car"]
+    with W3upLegacyJournal(tmp_path / "work") as journal:
+        (upload,) = journal.uploads(status="complete")
+        assert [s.link for s in upload.records().shards] == [
+            car_link(ds.uploads[0].cars[0]),
+            car_link(extra),
+        ]
