@@ -70,14 +70,16 @@ def _bytes(seed: int, n: int) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-def _size(rng: random.Random) -> int:
+def _size(rng: random.Random, cap: int = MAX_CAR) -> int:
     """Heavy-tailed: mostly tens of KiB, some MiB (log-normal, capped)."""
-    return int(min(MAX_CAR, max(600, rng.lognormvariate(10.8, 1.6))))
+    return int(min(cap, max(600, rng.lognormvariate(10.8, 1.6))))
 
 
 def _upload(rng: random.Random, upload: int, shards: int) -> list[bytes]:
     """One upload's DAG as ``shards`` CARs: raw leaves, a DAG-CBOR root in the last."""
-    sizes = [_size(rng) for _ in range(shards)]
+    # shards of one upload stay together in one deal: keep them smaller
+    cap = MAX_CAR if shards == 1 else 900 << 10
+    sizes = [_size(rng, cap) for _ in range(shards)]
     leaves: list[list[tuple[CID, bytes]]] = []
     for k, size in enumerate(sizes):
         blocks = []

@@ -592,7 +592,7 @@ def test_demo_runs_and_a_second_run_copies_nothing(
     """scripts/demo.py on 20 uploads: the damaged CAR fails; run twice, nothing is copied twice."""
     demo = _demo()
     root = str(tmp_path / "demo")
-    args = ["--root", root, "--uploads", "20", "--deal-size", str(4 << 20)]
+    args = ["--root", root, "--uploads", "20", "--deal-size", str(8 << 20)]
 
     assert demo.main(args) == 0
     first = capsys.readouterr().out

@@ -36,6 +36,7 @@ import pytest
 from migrate_helpers import car_key, corrupt, make_car
 
 from carmigrate.cli import main
+from carmigrate.errors import VerificationError
 from carmigrate.migrate import ItemState, Ledger
 from carmigrate.storage import LocalStore
 
@@ -306,3 +307,77 @@ def test_sigkill_at_many_points_then_resume(
             f"\nkills (point, finished): {kills}; items redone after a kill: "
             f"{redone}; temporary files left: {temp_files}"
         )
+
+
+# ----------------------------------------------------------------------
+# the CAR check in memory and streaming: a damaged block never becomes visible
+
+
+def test_damaged_blocks_are_caught_inline_and_streaming(tmp_path: Path) -> None:
+    """Small CARs are checked in the worker once read, big ones stream through a
+    checker thread: either way the damaged one fails at its block's offset and
+    nothing appears under its key."""
+    from carmigrate.migrate import Check, VerificationPolicy, execute, plan
+    from carmigrate.migrate._transfer import _INLINE_CAR
+
+    src = LocalStore(tmp_path / "src", fsync=False)
+    dst = LocalStore(tmp_path / "dst", fsync=False)
+    blocks = _INLINE_CAR // 200_000 + 2
+    big = make_car(blocks, seed=b"big", block_size=200_000)
+    assert len(big) > _INLINE_CAR
+    small = make_car(3, seed=b"small", block_size=20_000)
+    damaged_at = {"big": len(big) // 2, "small": len(small) - 10}
+    objects = {
+        "big/good.car": big,
+        "big/bad.car": corrupt(big, at=damaged_at["big"]),
+        "small/good.car": small,
+        "small/bad.car": corrupt(small, at=damaged_at["small"]),
+    }
+    for key, data in objects.items():
+        src.write(key, data)
+    policy = VerificationPolicy(checks=[Check.SIZE, Check.SHA256, Check.CAR])
+    with Ledger(tmp_path / "l.db") as led:
+        execute(plan(src, dst, verification=policy), led, source=src, destination=dst)
+        for folder in ("big", "small"):
+            bad = led.find(f"{folder}/bad.car")
+            assert bad is not None
+            assert bad.state is ItemState.FAILED
+            assert bad.reason is not None
+            assert bad.reason.startswith("CAR check failed")
+            assert bad.offset is not None
+            # the offset of the damaged block's data, at most a block before
+            assert damaged_at[folder] - 200_100 < bad.offset <= damaged_at[folder]
+            good = led.find(f"{folder}/good.car")
+            assert good is not None
+            assert good.state is ItemState.VERIFIED
+            assert good.car_check == "verified"
+    assert sorted(i.key for i in dst.list()) == ["big/good.car", "small/good.car"]
+
+
+def test_more_bytes_than_planned_switch_the_check_to_streaming() -> None:
+    """The in-memory check holds at most its limit: past it, the bytes held go to
+    a streaming checker (a source that grew between stat and read)."""
+    from carmigrate.migrate._transfer import _INLINE_CAR, _Digester
+
+    car = make_car(3, seed=b"grown", block_size=_INLINE_CAR // 2)
+    chunk = 1 << 20
+    for data, ok in ((car, True), (corrupt(car), False)):
+        dig = _Digester(md5=False, car=True, size=1000)
+        facts = None
+        stopped = ""
+        try:
+            for i in range(0, len(data), chunk):
+                dig.update(data[i : i + chunk])
+            assert dig._car is not None, "no streaming checker took over"
+            facts = dig.finish()
+        except VerificationError as e:  # the streaming checker may stop early
+            stopped = str(e)
+        finally:
+            dig.close()
+        if facts is None:
+            assert not ok
+            assert stopped.startswith("CAR check failed")
+            continue
+        assert facts.car is not None
+        assert facts.car.ok is ok
+        assert facts.sha256 == _sha(data)

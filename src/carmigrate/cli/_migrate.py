@@ -471,6 +471,8 @@ def _errors(fn: Handler) -> Handler:
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return fn(args)
+        except BrokenPipeError:
+            raise  # output piped into head: main() handles it
         except (CarmigrateError, OSError, ValueError) as e:
             print(f"carmigrate {args.command}: error: {e}", file=sys.stderr)
             return 2
