@@ -22,7 +22,7 @@ INTRO = """# Command line
 `carmigrate` is a thin front end over the library: every command calls public functions and prints text or, with `--json`, one JSON object per line.
 It is installed as a console script and also runs as `python -m carmigrate`.
 
-Exit codes: **0** success; **1** the thing checked is bad (a CAR that fails verification, a proof that does not hold); **2** usage errors and inputs that cannot be processed.
+Exit codes: **0** success; **1** the thing checked is bad (a CAR that fails verification, a proof that does not hold, a migration item that failed); **2** usage errors and inputs that cannot be processed; **130** a `run` or `resume` stopped by Ctrl-C or SIGTERM (the ledger stays consistent and `resume` continues).
 
 This page is generated from the argument parser by `scripts/gen_cli_reference.py`.
 """
