@@ -21,7 +21,6 @@ import importlib
 import importlib.util
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from carmigrate import migrate
+from carmigrate.cli._args import positive_float, positive_int
 from carmigrate.errors import CarmigrateError, PlanError
 from carmigrate.storage import open_store
 
@@ -49,30 +49,6 @@ Handler = Callable[[argparse.Namespace], int]
 
 # ----------------------------------------------------------------------
 # argument types
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number, got {text!r}"
-        ) from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def _checks(text: str) -> tuple[migrate.Check, ...]:
@@ -249,32 +225,32 @@ def _add_limits(p: argparse.ArgumentParser, *, plan: bool) -> None:
     default = " (default: the plan's)" if not plan else ""
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"items in flight at once{default or ' (default 8)'}",
     )
     p.add_argument(
         "--items-per-second",
-        type=_positive_float,
+        type=positive_float,
         metavar="R",
         help=f"start at most R items per second{default}",
     )
     p.add_argument(
         "--bytes-per-second",
-        type=_positive_float,
+        type=positive_float,
         metavar="R",
         help=f"start at most R bytes per second{default}",
     )
     if not plan:
         p.add_argument(
             "--max-items",
-            type=_positive_int,
+            type=positive_int,
             metavar="N",
             help="stop cleanly after starting N items (a canary run)",
         )
         p.add_argument(
             "--max-seconds",
-            type=_positive_float,
+            type=positive_float,
             metavar="S",
             help="stop starting items after S seconds",
         )
@@ -410,7 +386,7 @@ def _add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="objects read at once (default: the plan's)",
     )

@@ -12,10 +12,8 @@ cannot be processed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +23,7 @@ from carmigrate.aggregate import (
     AggregateQueue,
     PackingConstraints,
 )
+from carmigrate.cli._args import positive_float, positive_int
 from carmigrate.migrate import JsonLinesReporter, Limits
 from carmigrate.recipes import (
     DEFAULT_LAYOUT,
@@ -36,33 +35,11 @@ from carmigrate.recipes import (
 )
 
 if TYPE_CHECKING:
+    import argparse
+
     from carmigrate.migrate import Reporter
 
 __all__ = ["register"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number, got {text!r}"
-        ) from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,32 +58,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="items in flight at once (default 8)",
     )
     p.add_argument(
         "--items-per-second",
-        type=_positive_float,
+        type=positive_float,
         metavar="R",
         help="start at most R items per second, over everything",
     )
     p.add_argument(
         "--bytes-per-second",
-        type=_positive_float,
+        type=positive_float,
         metavar="R",
         help="start at most R bytes per second, over everything",
     )
     p.add_argument(
         "--max-items",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="stop cleanly after starting N items in a plan (run again to continue)",
     )
     p.add_argument(
         "--max-seconds",
-        type=_positive_float,
+        type=positive_float,
         metavar="S",
         help="stop starting items of a plan after S seconds (run again to continue)",
     )
@@ -163,13 +140,13 @@ def _add_w3up(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _add_limits(p)
     p.add_argument(
         "--tenant-items-per-second",
-        type=_positive_float,
+        type=positive_float,
         metavar="R",
         help="start at most R items per second per tenant",
     )
     p.add_argument(
         "--tenant-bytes-per-second",
-        type=_positive_float,
+        type=positive_float,
         metavar="R",
         help="start at most R bytes per second per tenant",
     )
@@ -230,7 +207,7 @@ def _add_backfill(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     p.add_argument(
         "--deal-size",
-        type=_positive_int,
+        type=positive_int,
         default=SPADE_DEAL_SIZE,
         metavar="N",
         help="padded deal size (default 32 GiB, Spade's)",
@@ -250,7 +227,7 @@ def _add_backfill(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     p.add_argument(
         "--max-pieces",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="pieces per aggregate at most",
     )
