@@ -72,7 +72,10 @@ class NativeEngine:
         if chunk_log2 is None:
             chunk_log2 = CHUNK_LOG2
         if batch_chunks is None:
-            batch_chunks = BATCH_CHUNKS
+            # Batches exist to split work across threads; with one thread a
+            # one-chunk batch hashes as soon as a chunk is complete and keeps
+            # the buffer small (no per-object growth to BATCH_CHUNKS chunks).
+            batch_chunks = 1 if threads == 1 else BATCH_CHUNKS
         self._core = core
         self._kernel = kernel
         self._threads = threads
