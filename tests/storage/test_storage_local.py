@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from carmigrate.errors import InvalidKey, ObjectExists, ObjectNotFound, StorageError
-from carmigrate.storage import LocalStore, copy_object, read_bytes
+from carmigrate.storage import LocalStore, _local, copy_object, read_bytes
 
 
 def test_write_is_atomic_temp_then_rename(tmp_path: Path) -> None:
@@ -58,8 +61,19 @@ def test_failed_write_cleans_up(tmp_path: Path) -> None:
     assert read_bytes(store, "obj") == b"old"
 
 
-def test_if_absent_uses_link_and_is_race_free(tmp_path: Path) -> None:
-    """Many threads race an if-absent write: exactly one wins, its bytes are whole."""
+@pytest.mark.parametrize("publish", ["renameat2", "link"])
+def test_if_absent_is_race_free(
+    tmp_path: Path, publish: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many threads race an if-absent write: exactly one wins, its bytes are whole.
+
+    Both ways of publishing: ``renameat2(RENAME_NOREPLACE)`` and, where the
+    system lacks it, ``link`` then ``unlink``.
+    """
+    if publish == "link":
+        monkeypatch.setattr(_local, "_rename_noreplace", lambda *args: False)
+    elif _local._renameat2() is None:
+        pytest.skip("no renameat2 here")
     store = LocalStore(tmp_path)
     barrier = threading.Barrier(8)
     outcome: dict[int, str] = {}
@@ -82,6 +96,56 @@ def test_if_absent_uses_link_and_is_race_free(tmp_path: Path) -> None:
     assert len(winners) == 1
     assert read_bytes(store, "key") == bytes([winners[0]]) * 100_000
     assert sorted(os.listdir(tmp_path)) == ["key"]
+
+
+def test_preallocated_write_still_checks_the_size(tmp_path: Path) -> None:
+    """Blocks reserved for a declared size never make a short write look whole."""
+    store = LocalStore(tmp_path)
+    size = _local._PREALLOCATE_MIN + 4096
+    data = os.urandom(size)
+    with pytest.raises(StorageError, match="declared as"):
+        store.write("short", data[:-1], size=size)
+    with pytest.raises(StorageError, match="declared as"):
+        store.write("long", data + b"x", size=size)
+    assert sorted(os.listdir(tmp_path)) == []
+    info = store.write("exact", data, size=size)
+    assert info.size == size == os.path.getsize(tmp_path / "exact")
+    assert read_bytes(store, "exact") == data
+
+
+def _resident_pages(path: Path) -> int:
+    out = subprocess.run(
+        ["fincore", "--noheadings", "--bytes", "--output", "PAGES", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return int(out.split()[0])
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("fincore") is None,
+    reason="needs Linux and util-linux's fincore",
+)
+def test_cache_reads_false_drops_what_was_read(tmp_path: Path) -> None:
+    """With cache_reads=False, read pages leave the page cache; by default they stay."""
+    data = os.urandom(4 << 20)
+    LocalStore(tmp_path).write("obj", data)  # fsynced: its pages are clean
+    path = tmp_path / "obj"
+    pages = len(data) // os.sysconf("SC_PAGE_SIZE")
+
+    dropping = LocalStore(tmp_path, cache_reads=False)
+    with dropping.open_read("obj") as stream:
+        assert stream.read() == data
+    assert _resident_pages(path) == 0
+
+    with LocalStore(tmp_path).open_read("obj") as stream:
+        assert stream.read() == data
+    assert _resident_pages(path) == pages
+
+    with dropping.open_read("obj", start=1 << 20, end=2 << 20) as stream:
+        assert stream.read() == data[1 << 20 : 2 << 20]
+    assert _resident_pages(path) == pages - (1 << 20) // os.sysconf("SC_PAGE_SIZE")
 
 
 def test_symlinks_are_never_followed(tmp_path: Path) -> None:

@@ -712,11 +712,16 @@ def _run_outcome(
 def _execute(
     args: argparse.Namespace,
     ledger: migrate.Ledger,
-    base: migrate.Limits,
+    header: migrate.PlanHeader,
     call: Callable[..., migrate.RunResult],
 ) -> int:
-    limits = _limits(args, base)
+    limits = _limits(args, header.limits)
     result: migrate.RunResult | None = None
+    source = header.source
+    # a local source is read once: its pages are dropped from the page
+    # cache as they are read (see LocalStore's cache_reads)
+    local = "://" not in source or source.startswith("file://")
+    options = migrate.StoreOptions(source={"cache_reads": False} if local else {})
     with (
         _executor(args.dask, limits.concurrency) as executor,
         _reporters(args) as reporters,
@@ -729,6 +734,7 @@ def _execute(
                 limits=limits,
                 reporters=reporters,
                 retry_failed=args.retry_failed,
+                store_options=options,
             )
         except KeyboardInterrupt:
             result = None
@@ -742,7 +748,7 @@ def _run(args: argparse.Namespace) -> int:
         return _execute(
             args,
             ledger,
-            plan.header.limits,
+            plan.header,
             functools.partial(migrate.execute, plan, ledger),
         )
 
@@ -753,7 +759,7 @@ def _resume(args: argparse.Namespace) -> int:
         return _execute(
             args,
             ledger,
-            ledger.header.limits,
+            ledger.header,
             functools.partial(migrate.resume, ledger),
         )
 

@@ -15,13 +15,7 @@ import queue
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Executor,
-    Future,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Final
 
 import attrs
@@ -214,6 +208,9 @@ class _Workers:
         self.stores = stores
         self.progress = progress
         self.inflight: dict[Future[Outcome], ItemRecord] = {}
+        # finished futures arrive here (cheaper than concurrent.futures.wait,
+        # which installs a waiter on every pending future at every call)
+        self.done: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
 
     def submit(self, task: Task, record: ItemRecord) -> None:
         if self.stores is not None:
@@ -224,16 +221,25 @@ class _Workers:
         else:
             future = self.executor.submit(run_task, task)
         self.inflight[future] = record
+        future.add_done_callback(self.done.put)
 
     def wait(self, timeout: float) -> list[tuple[ItemRecord, Outcome | BaseException]]:
         if not self.inflight:
             return []
-        done, _ = wait(
-            list(self.inflight), timeout=max(timeout, 0.0), return_when=FIRST_COMPLETED
-        )
+        try:
+            done = [self.done.get(timeout=max(timeout, 0.0))]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                done.append(self.done.get_nowait())
+            except queue.Empty:
+                break
         out: list[tuple[ItemRecord, Outcome | BaseException]] = []
         for future in done:
-            record = self.inflight.pop(future)
+            record = self.inflight.pop(future, None)
+            if record is None:  # cancelled by cancel_pending
+                continue
             try:
                 result: Outcome | BaseException = future.result()
             except BaseException as e:  # sorted out by the caller
@@ -299,6 +305,7 @@ class _Context:
         concurrency: int,
         store_options: StoreOptions | None,
         need_source: bool = True,
+        progress: bool = True,
     ) -> None:
         options = store_options or StoreOptions()
         self.options = options
@@ -329,7 +336,8 @@ class _Context:
                 dst = open_store(header.destination, **dict(options.destination))
                 self.opened.append(dst)
             pair = StorePair(src if src is not None else dst, dst)
-            self.progress = queue.SimpleQueue()
+            if progress:
+                self.progress = queue.SimpleQueue()
         self.workers = _Workers(executor, concurrency, pair, self.progress)
         self.header = header
 
@@ -848,6 +856,7 @@ def _run_items(
     header = ledger.header
     lim = limits or header.limits
     names = _stage_names(header, stages)
+    reporters = list(reporters)
     ctx = _Context(
         header,
         source=source,
@@ -855,6 +864,7 @@ def _run_items(
         executor=executor,
         concurrency=lim.concurrency,
         store_options=store_options,
+        progress=bool(reporters),  # byte counts only matter to a reporter
     )
     try:
         coordinator = _Executor(

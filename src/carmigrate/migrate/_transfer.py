@@ -62,6 +62,10 @@ CHUNK: Final = 256 << 10
 cores): 1 MiB chunks cost about twice the kernel time of 256 KiB ones (page
 cache copies of large writes), and a chunk this size stays in a core's L2
 cache while it is hashed, checked and written."""
+
+_JITTER: Final = random.Random()  # noqa: S311 - retry jitter, not crypto
+"""Shared by all tasks: seeding a generator per task costs more than a small copy."""
+
 _PIPE_DEPTH: Final = 8
 _INLINE_CAR: Final = 8 << 20
 """CARs up to this size are checked in the worker's own thread once their bytes
@@ -532,7 +536,6 @@ class _Worker:
         self.bytes_moved = 0
         self.wrote_maybe = task.maybe_ours
         self.md5_needed = task.verification.wants(Check.MD5)
-        self.rng = random.Random()  # noqa: S311 - jitter, not crypto
 
     # -- helpers --------------------------------------------------------
 
@@ -658,7 +661,7 @@ class _Worker:
                     f"unexpected {type(e).__name__}: {e}", None, transient=False
                 )
             bound = min(task.max_delay, task.base_delay * (2 ** (self.attempts - 1)))
-            time.sleep(self.rng.uniform(0, bound))
+            time.sleep(_JITTER.uniform(0, bound))
 
     def failed(self, reason: str, offset: int | None, *, transient: bool) -> Outcome:
         return Outcome(
