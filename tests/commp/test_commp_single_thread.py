@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carmigrate.commp import PieceHasher, available_implementations
+from carmigrate.commp import PieceHasher, _native_engine, available_implementations
 
 
 def payload(n: int) -> bytes:
@@ -41,3 +41,25 @@ def test_one_thread_many_chunks_equals_reference(size: int, step: int) -> None:
 
     assert native.digest() == expected
     assert half.digest() == expected
+
+
+@pytest.mark.skipif(not NATIVE, reason="needs the compiled core")
+def test_reused_buffers_never_mix_hashers() -> None:
+    """Hashers that live and die interleaved (their buffers reused) stay apart."""
+    sizes = [300_000, 700_001, 260_096, 1 << 20, 5_000]
+    datas = [payload(n + 11 * i) for i, n in enumerate(sizes)]
+    expected = [PieceHasher(d, implementation="reference").digest() for d in datas]
+    step = 100_000
+    for _ in range(3):
+        live = [PieceHasher(threads=1, implementation=NATIVE[0]) for _ in datas]
+        for off in range(0, max(len(d) for d in datas), step):
+            for hasher, data in zip(live, datas, strict=True):
+                hasher.update(data[off : off + step])
+            # a short-lived hasher in between returns its buffer for reuse
+            stray = PieceHasher(threads=1, implementation=NATIVE[0])
+            stray.update(b"\xff" * 200_000)
+            stray.update(b"\xff" * 200_000)  # its buffer grows to a whole chunk
+            del stray
+            assert _native_engine._SPARE  # ...and is kept for the next hasher
+        assert [h.digest() for h in live] == expected
+        del live

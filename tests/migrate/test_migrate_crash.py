@@ -36,6 +36,7 @@ import pytest
 from migrate_helpers import car_key, corrupt, make_car
 
 from carmigrate.cli import main
+from carmigrate.commp import commp
 from carmigrate.errors import VerificationError
 from carmigrate.migrate import ItemState, Ledger
 from carmigrate.storage import LocalStore
@@ -362,7 +363,7 @@ def test_more_bytes_than_planned_switch_the_check_to_streaming() -> None:
     car = make_car(3, seed=b"grown", block_size=_INLINE_CAR // 2)
     chunk = 1 << 20
     for data, ok in ((car, True), (corrupt(car), False)):
-        dig = _Digester(md5=False, car=True, size=1000)
+        dig = _Digester(md5=False, car=True, commp=True, size=1000)
         facts = None
         stopped = ""
         try:
@@ -381,3 +382,5 @@ def test_more_bytes_than_planned_switch_the_check_to_streaming() -> None:
         assert facts.car is not None
         assert facts.car.ok is ok
         assert facts.sha256 == _sha(data)
+        # commP, deferred while the bytes were held, saw every byte once
+        assert facts.piece_cid == str(commp(data).cid_v1)

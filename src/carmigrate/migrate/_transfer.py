@@ -316,6 +316,9 @@ class _Digester:
         # inline: the chunks are held and checked in finish(); if more bytes
         # come than the size promised, the check switches to streaming
         self._car_chunks: list[bytes] | None = [] if inline else None
+        # commP of a held CAR runs once over the whole object in finish():
+        # one call into the core, no staging of partial chunks
+        self._commp_later = inline and self._commp is not None
         self._car_held = 0
         self._car_live = car
         self._progress = progress
@@ -327,7 +330,7 @@ class _Digester:
             self._md5.update(chunk)
         if self._sha256 is not None:
             self._sha256.update(chunk)
-        if self._commp is not None:
+        if self._commp is not None and not self._commp_later:
             self._commp.update(chunk)
         if self._car_chunks is not None:
             self._car_chunks.append(chunk)
@@ -336,7 +339,11 @@ class _Digester:
                 held, self._car_chunks = self._car_chunks, None
                 self._car = _CarCheck()
                 for part in held:
+                    if self._commp_later:
+                        assert self._commp is not None
+                        self._commp.update(part)
                     self._stream_car(part)
+                self._commp_later = False
         elif self._car is not None:
             self._stream_car(chunk)
         self.count += len(chunk)
@@ -366,6 +373,10 @@ class _Digester:
             car = self._car.finish()
         elif self._car_chunks is not None:
             data, self._car_chunks = b"".join(self._car_chunks), None
+            if self._commp_later:
+                assert self._commp is not None
+                self._commp.update(data)
+                self._commp_later = False
             car = verify_car(data, check_index=False)
         piece = v2 = None
         if self._commp is not None:
