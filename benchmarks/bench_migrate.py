@@ -15,7 +15,9 @@ Each is copied local → local, in the same run, by:
   read once and all checks run on that read);
 - the same with commP (PieceCID) computed too.
 
-Times include listing and planning. The destination is emptied and
+Times include listing and planning. The table gives each tool's best time
+and, for carmigrate, the range of its speed relative to rclone's in the same
+round. The destination is emptied and
 ``sync(2)`` called between runs (not timed; see ``fresh``); every tool runs
 ``--repeat`` times, interleaved, and the best time counts. Both tools read
 the source once and drop its pages from the page cache as they go (rclone
@@ -265,15 +267,19 @@ def main() -> None:
         dst = DATA / "dst"
         best: dict[str, float] = {}
         plans: dict[str, float] = {}
+        # rclone's time over the tool's, round by round: the machine drifts
+        # between rounds, less within one
+        paired: dict[str, list[float]] = {label: [] for label, _, _ in tools}
         for _ in range(repeat):
             fresh(dst)
-            t = run_rclone(src, dst, args.transfers)
+            t_rclone = run_rclone(src, dst, args.transfers)
             check_copy(src, dst)
-            best["rclone"] = min(best.get("rclone", t), t)
+            best["rclone"] = min(best.get("rclone", t_rclone), t_rclone)
             for label, commp, fsync in tools:
                 fresh(dst)
                 t, t_plan = measure_carmigrate(src, dst, args.transfers, commp, fsync)
                 check_copy(src, dst)
+                paired[label].append(t_rclone / t)
                 if t < best.get(label, float("inf")):
                     best[label] = t
                     plans[label] = t_plan
@@ -287,6 +293,7 @@ def main() -> None:
                 best["rclone"],
                 base,
                 None,
+                "",
             )
         )
         for label, _, _ in tools:
@@ -298,13 +305,16 @@ def main() -> None:
                     best[label],
                     rate,
                     rate / base,
+                    f"{min(paired[label]):.2f}-{max(paired[label]):.2f}",
                 )
             )
-    print("| data | tool | seconds | MB/s | x rclone |")
-    print("|---|---|---:|---:|---:|")
-    for what, label, seconds, rate, ratio in rows:
+    print("| data | tool | best s | MB/s | x rclone (best) | x rclone per round |")
+    print("|---|---|---:|---:|---:|---:|")
+    for what, label, seconds, rate, ratio, rounds in rows:
         r = "1.00" if ratio is None else f"{ratio:.2f}"
-        print(f"| {what} | {label} | {seconds:.2f} | {rate / 1e6:.0f} | {r} |")
+        print(
+            f"| {what} | {label} | {seconds:.2f} | {rate / 1e6:.0f} | {r} | {rounds} |"
+        )
 
 
 if __name__ == "__main__":
