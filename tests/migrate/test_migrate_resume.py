@@ -189,6 +189,29 @@ def test_a_worker_killed_mid_object_publishes_nothing(tmp_path) -> None:
     assert contents(dst)["big.bin"] == big
 
 
+def test_resume_removes_temp_files_an_old_crash_left(tmp_path) -> None:
+    """A SIGKILLed writer's temp file (never an object) is gone after resume."""
+    src, dst = LocalStore(tmp_path / "s"), LocalStore(tmp_path / "d")
+    fill(src, {"a.bin": b"a" * 1000, "dir/b.bin": b"b" * 1000})
+    led = Ledger(tmp_path / "l.db")
+    r1 = execute(plan(src, dst), led, source=src, destination=dst)
+    assert r1.complete
+    # what a writer killed an hour and more ago leaves behind
+    leftover = tmp_path / "d" / "dir" / ".carmigrate.tmp.0123456789abcdef"
+    leftover.write_bytes(b"half an object")
+    old = leftover.stat().st_mtime - 7200
+    os.utime(leftover, (old, old))
+    recent = tmp_path / "d" / ".carmigrate.tmp.fedcba9876543210"
+    recent.write_bytes(b"a writer still at work")
+
+    r2 = resume(led, source=src, destination=dst)
+
+    assert r2.complete
+    assert not leftover.exists()
+    assert recent.exists()
+    assert contents(dst) == {"a.bin": b"a" * 1000, "dir/b.bin": b"b" * 1000}
+
+
 class _PublishThenDie(KillingStore):
     def write(self, key, data, **kwargs):
         out = self.inner.write(key, data, **kwargs)

@@ -318,3 +318,35 @@ def test_url_and_repr(tmp_path: Path) -> None:
     assert repr(store) == f"LocalStore({str(tmp_path.resolve())!r})"
     with store as entered:
         assert entered is store
+
+
+def test_remove_temporary_deletes_only_stale_temp_files(tmp_path: Path) -> None:
+    """Old writer leftovers go; fresh ones, objects and links stay."""
+    store = LocalStore(tmp_path)
+    store.write("a/obj", b"object")
+    stale = [
+        tmp_path / ".carmigrate.tmp.dead1",
+        tmp_path / "a" / ".carmigrate.tmp.dead2",
+    ]
+    fresh = tmp_path / "a" / ".carmigrate.tmp.live"
+    for path in [*stale, fresh]:
+        path.write_bytes(b"partial")
+    old = os.stat(fresh).st_mtime - 7200
+    for path in stale:
+        os.utime(path, (old, old))
+    target = tmp_path / "outside"
+    target.write_bytes(b"not ours")
+    link = tmp_path / ".carmigrate.tmp.link"
+    link.symlink_to(target)
+    os.utime(link, (old, old), follow_symlinks=False)
+
+    assert store.remove_temporary() == 2
+    assert not any(p.exists() for p in stale)
+    assert fresh.exists()
+    assert link.is_symlink()
+    assert target.read_bytes() == b"not ours"
+    assert read_bytes(store, "a/obj") == b"object"
+    assert store.remove_temporary(older_than=0) == 1  # now the fresh one too
+    assert not fresh.exists()
+    with pytest.raises(ValueError, match="older_than"):
+        store.remove_temporary(older_than=-1)

@@ -34,7 +34,7 @@ from carmigrate.migrate._model import (
 )
 from carmigrate.migrate._plan import Plan, redact_url
 from carmigrate.migrate._transfer import Mode, Outcome, StorePair, Task, run_task
-from carmigrate.storage import Store, open_store
+from carmigrate.storage import LocalStore, Store, open_store
 
 __all__ = [
     "RollbackResult",
@@ -867,6 +867,14 @@ def _run_items(
         progress=bool(reporters),  # byte counts only matter to a reporter
     )
     try:
+        stores = ctx.workers.stores
+        if (
+            kind == "resume"
+            and stores is not None
+            and isinstance(stores.destination, LocalStore)
+        ):
+            # what writers killed by the crash being resumed left behind
+            stores.destination.remove_temporary()
         coordinator = _Executor(
             ledger,
             ctx,
@@ -1002,8 +1010,10 @@ def resume(
     recorded as created by this plan). ``WARMING`` items go back to waiting
     for their restores, ``COPIED`` items are only checked, and ``FAILED``
     items are retried if the failure was transient (all of them with
-    ``retry_failed``). Arguments as for
-    [execute][carmigrate.migrate.execute].
+    ``retry_failed``). On a local destination, temporary files more than an
+    hour old (left by writers the crash killed) are deleted first
+    ([LocalStore.remove_temporary][carmigrate.storage.LocalStore.remove_temporary]).
+    Arguments as for [execute][carmigrate.migrate.execute].
 
     Raises:
         PlanError: The ledger has no plan, unknown stages, or a store whose

@@ -10,6 +10,7 @@ import os
 import secrets
 import stat as stat_mod
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Final, NoReturn, final
 
@@ -204,7 +205,9 @@ class LocalStore:
     symbolic link below the root is never followed. A key that crosses one
     raises ``InvalidKey``, and ``list`` skips links. Names starting with
     ``.carmigrate.`` are reserved for temporary files (``InvalidKey``); a
-    crashed writer can leave such a file behind, never a partial object.
+    crashed writer can leave such a file behind, never a partial object
+    ([remove_temporary][carmigrate.storage.LocalStore.remove_temporary]
+    deletes them).
 
     State: the root path; safe to share between threads.
 
@@ -673,6 +676,43 @@ class LocalStore:
                 yield from self._walk(sub, base + name + "/", "")
             finally:
                 os.close(sub)
+
+    def remove_temporary(self, older_than: float = 3600.0) -> int:
+        """Delete temporary files that writers left behind; return how many.
+
+        A writer killed mid-write (SIGKILL, power loss) leaves its
+        ``.carmigrate.tmp.*`` file: never visible as an object, but taking
+        space. This removes those, anywhere under the root, whose last
+        change is more than ``older_than`` seconds old; a live writer keeps
+        changing its file, so one still writing is left alone unless it
+        stalled for that long (its write then fails and can be retried).
+        Symbolic links are neither followed nor removed.
+        [resume][carmigrate.migrate.resume] calls this on a local destination.
+
+        Args:
+            older_than: Minimum age in seconds of a file to delete.
+
+        Raises:
+            ValueError: ``older_than`` is negative.
+        """
+        if older_than < 0:
+            raise ValueError(f"older_than must be >= 0, got {older_than}")
+        cutoff = time.time() - older_than
+        removed = 0
+        marker = f"{RESERVED_PREFIX}tmp."
+        for folder, _, files in os.walk(self._root):
+            for name in files:
+                if not name.startswith(marker):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    st = os.lstat(path)
+                    if stat_mod.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # its writer finished or gave up meanwhile
+        return removed
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` in key order (see [Store.list][carmigrate.storage.Store.list]).
