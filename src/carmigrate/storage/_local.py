@@ -12,7 +12,7 @@ import stat as stat_mod
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final, NoReturn, final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, NoReturn, final
 
 from carmigrate.errors import (
     CarmigrateError,
@@ -74,24 +74,37 @@ if TYPE_CHECKING:
     _Fallocate = Callable[[int, int, int, int], int]
 
 
-@functools.cache
-def _fallocate() -> _Fallocate | None:
-    """Linux ``fallocate(2)`` through ctypes, or None where there is none.
+def _linux_call(name: str, args: str) -> Any:
+    """The C library's function ``name`` through ctypes, or None.
 
-    Not ``os.posix_fallocate``: where a filesystem cannot reserve blocks,
-    glibc emulates it by writing every block, which is slow on network
-    filesystems; the system call just says no.
+    ``args`` spells the argument types, one letter each: ``i`` int, ``u``
+    unsigned int, ``q`` 64-bit int, ``s`` a path as bytes. The function
+    returns an int and sets errno (``ctypes.get_errno``). None off Linux or
+    where the C library lacks it.
     """
     if not sys.platform.startswith("linux"):
         return None
     try:
         import ctypes
 
-        function = ctypes.CDLL(None, use_errno=True).fallocate64
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    types = {"i": ctypes.c_int, "u": ctypes.c_uint, "q": ctypes.c_int64}
+    function.argtypes = [types.get(c, ctypes.c_char_p) for c in args]
     function.restype = ctypes.c_int
+    return function
+
+
+@functools.cache
+def _fallocate() -> _Fallocate | None:
+    """Linux ``fallocate(2)``, or None where there is none.
+
+    Not ``os.posix_fallocate``: where a filesystem cannot reserve blocks,
+    glibc emulates it by writing every block, which is slow on network
+    filesystems; the system call just says no.
+    """
+    function: _Fallocate | None = _linux_call("fallocate64", "iiqq")
     return function
 
 
@@ -100,23 +113,10 @@ _RENAME_NOREPLACE: Final = 1
 
 @functools.cache
 def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
-    """Linux ``renameat2(2)`` through ctypes, or None where libc has none."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-    function.restype = ctypes.c_int
+    """Linux ``renameat2(2)``, or None where the C library has none."""
+    function: Callable[[int, bytes, int, bytes, int], int] | None = _linux_call(
+        "renameat2", "isisu"
+    )
     return function
 
 
