@@ -298,3 +298,33 @@ def test_overlong_cid_strings_are_refused_quickly() -> None:
 
     with pytest.raises(FormatError, match="longer than"):
         CID.decode("z" + "2" * (MAX_CID_STRING + 1))
+
+
+def _stdlib_base32(body: str) -> bytes | None:
+    """The reference: the standard library's decoder, then a re-encode check."""
+    import base64
+    import binascii
+
+    try:
+        data = base64.b32decode(body.upper() + "=" * (-len(body) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    if base64.b32encode(data).decode().rstrip("=").lower() != body:
+        return None
+    return data
+
+
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567", max_size=80)
+    | st.text(alphabet="abcz27AZ0189=_ -\n", max_size=12)
+)
+def test_base32_accepts_exactly_the_canonical_texts(body: str) -> None:
+    """The fast base32 decoder accepts what decode-then-re-encode accepts, no more."""
+    from carmigrate.cid import multibase_decode
+
+    expected = _stdlib_base32(body)
+    if expected is None:
+        with pytest.raises(FormatError):
+            multibase_decode("b" + body)
+    else:
+        assert multibase_decode("b" + body) == ("base32", expected)

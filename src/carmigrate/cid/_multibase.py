@@ -133,6 +133,8 @@ def multibase_decode(text: str) -> tuple[str, bytes]:
     if not body.isascii():
         msg = f"{base} text has non-ASCII characters"
         raise FormatError(msg)
+    if prefix == "b":
+        return base, _b32_lower_decode(body)
     try:
         if prefix in "bB":
             data = base64.b32decode(body.upper() + "=" * (-len(body) % 8))
@@ -160,3 +162,29 @@ def multibase_decode(text: str) -> tuple[str, bytes]:
 
 
 _PREFIXES: Final = {v: k for k, v in BASES.items()}
+
+_B32_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz234567"
+_B32_AS_DIGITS: Final = str.maketrans(_B32_ALPHABET, "0123456789abcdefghijklmnopqrstuv")
+
+
+def _b32_lower_decode(body: str) -> bytes:
+    """Decode canonical lowercase, unpadded base32 (the CID default) at C speed.
+
+    The body, read as a base-32 number, holds the bytes followed by 0-4
+    padding bits: a canonical body has a length some byte count encodes to
+    and zero padding bits. Same acceptance as decoding and re-encoding.
+    """
+    nbytes, pad = divmod(5 * len(body), 8)
+    if pad >= 5:
+        msg = f"base32 text of {len(body)} characters is not a whole number of bytes"
+        raise FormatError(msg)
+    if body.strip(_B32_ALPHABET):
+        msg = "invalid base32 text: characters outside the lowercase alphabet"
+        raise FormatError(msg)
+    if not body:
+        return b""
+    value = int(body.translate(_B32_AS_DIGITS), 32)
+    if value & ((1 << pad) - 1):
+        msg = "base32 text is not in canonical form (trailing bits)"
+        raise FormatError(msg)
+    return (value >> pad).to_bytes(nbytes, "big")
