@@ -140,6 +140,25 @@ def test_a_refused_change_rolls_back_the_whole_batch(ledger: Ledger) -> None:
     assert ledger.counts()[ItemState.COPYING] == 2
 
 
+def test_a_batch_of_one_change_is_checked_and_journaled(ledger: Ledger) -> None:
+    """A one-change batch (a single statement, its own transaction) is refused
+    or recorded exactly like a longer one, journal row included."""
+    ledger.attach(_plan())
+    a = ledger.find("u0/f2").seq
+    with (
+        pytest.raises(PlanError, match="cannot become verified"),
+        ledger.batch() as batch,
+    ):
+        batch.transition(a, ItemState.VERIFIED)
+    assert ledger.item(a).state is ItemState.PENDING
+    with ledger.batch() as batch:
+        batch.transition(a, ItemState.COPYING)
+    assert ledger.item(a).state is ItemState.COPYING
+    assert [t.state for t in ledger.history(a)] == [
+        ItemState.COPYING
+    ]  # not the refused one
+
+
 def test_queries_by_stage_cohort_state_and_action(ledger: Ledger) -> None:
     """Filters combine; pages stream in plan order."""
     p = _plan()

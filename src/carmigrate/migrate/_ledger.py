@@ -867,6 +867,13 @@ class Ledger:
         if not changes:
             return
         db = self._db
+        if len(changes) == 1:
+            # one statement is its own transaction (the journal row comes
+            # from a trigger, inside it): one call instead of three
+            sql, params, seq, state = changes[0]
+            if db.execute(sql, params).rowcount != 1:
+                raise self._refused([(seq, state)])
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             i = 0
