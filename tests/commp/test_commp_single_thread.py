@@ -63,3 +63,21 @@ def test_reused_buffers_never_mix_hashers() -> None:
             assert _native_engine._SPARE  # ...and is kept for the next hasher
         assert [h.digest() for h in live] == expected
         del live
+
+
+@pytest.mark.skipif(not NATIVE, reason="needs the compiled core")
+def test_a_spare_buffer_of_another_chunk_size_is_not_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A buffer kept from a hasher with bigger chunks never leaks stale bytes."""
+    big = PieceHasher(threads=1, implementation=NATIVE[0])
+    big.update(b"\xee" * 100_000)
+    big.update(b"\xee" * 200_000)  # a whole default-size chunk buffer
+    del big
+    assert _native_engine._SPARE
+    monkeypatch.setattr(_native_engine, "CHUNK_LOG2", 2)  # 508-byte chunks
+    data = payload(5_000)
+    small = PieceHasher(threads=1, implementation=NATIVE[0])
+    for off in range(0, len(data), 100):
+        small.update(data[off : off + 100])
+    assert small.digest() == PieceHasher(data, implementation="reference").digest()

@@ -189,27 +189,52 @@ def test_a_worker_killed_mid_object_publishes_nothing(tmp_path) -> None:
     assert contents(dst)["big.bin"] == big
 
 
-def test_resume_removes_temp_files_an_old_crash_left(tmp_path) -> None:
-    """A SIGKILLed writer's temp file (never an object) is gone after resume."""
-    src, dst = LocalStore(tmp_path / "s"), LocalStore(tmp_path / "d")
-    fill(src, {"a.bin": b"a" * 1000, "dir/b.bin": b"b" * 1000})
-    led = Ledger(tmp_path / "l.db")
-    r1 = execute(plan(src, dst), led, source=src, destination=dst)
-    assert r1.complete
-    # what a writer killed an hour and more ago leaves behind
-    leftover = tmp_path / "d" / "dir" / ".carmigrate.tmp.0123456789abcdef"
-    leftover.write_bytes(b"half an object")
-    old = leftover.stat().st_mtime - 7200
-    os.utime(leftover, (old, old))
-    recent = tmp_path / "d" / ".carmigrate.tmp.fedcba9876543210"
+def _leftovers(root) -> tuple[object, object]:
+    """A temp file a writer killed an hour ago left, and one a live writer has."""
+    (root / "dir").mkdir(exist_ok=True)
+    old_one = root / "dir" / ".carmigrate.tmp.0123456789abcdef"
+    old_one.write_bytes(b"half an object")
+    old = old_one.stat().st_mtime - 7200
+    os.utime(old_one, (old, old))
+    recent = root / ".carmigrate.tmp.fedcba9876543210"
     recent.write_bytes(b"a writer still at work")
+    return old_one, recent
 
-    r2 = resume(led, source=src, destination=dst)
 
-    assert r2.complete
-    assert not leftover.exists()
+def test_resume_after_a_crash_removes_the_temp_files_it_left(tmp_path) -> None:
+    """After a crash (items caught COPYING), resume deletes old temp files."""
+    src, dst = LocalStore(tmp_path / "s"), LocalStore(tmp_path / "d")
+    objects = {"a.bin": b"a" * 1000, "dir/b.bin": b"b" * 1000}
+    fill(src, objects)
+    led = Ledger(tmp_path / "l.db")
+    killer = KillingStore(dst, nth=1, after=10)
+    with pytest.raises(Kill):
+        execute(plan(src, dst), led, source=src, destination=killer)
+    assert led.counts()[ItemState.COPYING] >= 1
+    old_one, recent = _leftovers(tmp_path / "d")
+
+    r = resume(led, source=src, destination=dst)
+
+    assert r.complete
+    assert not old_one.exists()
     assert recent.exists()
-    assert contents(dst) == {"a.bin": b"a" * 1000, "dir/b.bin": b"b" * 1000}
+    assert contents(dst) == objects
+
+
+def test_resume_after_a_clean_stop_walks_nothing(tmp_path) -> None:
+    """With nothing caught COPYING no writer was killed: the tree is not walked."""
+    src, dst = LocalStore(tmp_path / "s"), LocalStore(tmp_path / "d")
+    fill(src, {"a.bin": b"a" * 1000, "c.bin": b"c" * 1000})
+    led = Ledger(tmp_path / "l.db")
+    r1 = execute(
+        plan(src, dst), led, source=src, destination=dst, limits=Limits(max_items=1)
+    )
+    assert r1.stop_reason == "max_items"
+    old_one, recent = _leftovers(tmp_path / "d")
+
+    assert resume(led, source=src, destination=dst).complete
+    assert old_one.exists()
+    assert recent.exists()
 
 
 class _PublishThenDie(KillingStore):
@@ -463,3 +488,26 @@ def test_one_run_at_a_time(tmp_path) -> None:
     assert seen == [True]
     assert not status(led).running
     assert resume(led, source=a, destination=b).complete
+
+
+def test_a_finished_task_taken_off_the_queue_is_still_collected() -> None:
+    """If a wait was interrupted after taking a finished future off the queue,
+    the next wait still returns it (the coordinator drains in-flight work
+    after Ctrl-C and must not wait forever)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from carmigrate.migrate._executor import _Workers
+
+    with ThreadPoolExecutor(1) as pool:
+        workers = _Workers(pool, 1, None, None)
+        future: Future[str] = Future()
+        record = SimpleNamespace(seq=7)
+        workers.inflight[future] = record  # type: ignore[assignment]
+        future.add_done_callback(workers.done.put)
+        future.set_result("outcome")
+        workers.done.get_nowait()  # what the interrupted wait had taken
+
+        assert workers.wait(0.01) == [(record, "outcome")]
+        assert not workers.inflight
+        assert workers.wait(0.01) == []

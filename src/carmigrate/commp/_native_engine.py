@@ -134,7 +134,9 @@ class NativeEngine:
             n = min(len(data), batch - self._fill)
             if self._buf is None and _SPARE and batch == self._chunk:
                 with contextlib.suppress(IndexError):  # another thread took it
-                    self._buf = _SPARE.pop()
+                    spare = _SPARE.pop()
+                    if len(spare) == batch:  # another chunk size: not for us
+                        self._buf = spare
             if self._buf is None or len(self._buf) < self._fill + n:
                 # grow geometrically up to one batch; small payloads stay small
                 have = 0 if self._buf is None else len(self._buf)
@@ -223,10 +225,13 @@ class NativeEngine:
         return ZERO_COMMITMENTS[height]
 
     def __del__(self) -> None:
-        buf = self._buf
-        if buf is not None and len(buf) == self._chunk and len(_SPARE) < _SPARE_MAX:
-            self._buf = None
-            _SPARE.append(buf)
+        try:
+            buf = getattr(self, "_buf", None)
+            if buf is not None and len(buf) == self._chunk and len(_SPARE) < _SPARE_MAX:
+                self._buf = None
+                _SPARE.append(buf)
+        except Exception:  # noqa: S110 - at interpreter exit the list may be gone
+            pass
 
     def copy(self) -> NativeEngine:
         """An independent copy of the state."""

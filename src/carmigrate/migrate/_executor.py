@@ -229,7 +229,11 @@ class _Workers:
         try:
             done = [self.done.get(timeout=max(timeout, 0.0))]
         except queue.Empty:
-            return []
+            # a future taken from the queue by a call that was interrupted
+            # before recording it is still done: look at them all
+            done = [future for future in self.inflight if future.done()]
+            if not done:
+                return []
         while True:
             try:
                 done.append(self.done.get_nowait())
@@ -872,8 +876,10 @@ def _run_items(
             kind == "resume"
             and stores is not None
             and isinstance(stores.destination, LocalStore)
+            and ledger.counts().get(ItemState.COPYING, 0)
         ):
-            # what writers killed by the crash being resumed left behind
+            # items caught COPYING: their writers were killed, and may have
+            # left temporary files (a clean stop leaves none: no walk then)
             stores.destination.remove_temporary()
         coordinator = _Executor(
             ledger,
@@ -1010,8 +1016,9 @@ def resume(
     recorded as created by this plan). ``WARMING`` items go back to waiting
     for their restores, ``COPIED`` items are only checked, and ``FAILED``
     items are retried if the failure was transient (all of them with
-    ``retry_failed``). On a local destination, temporary files more than an
-    hour old (left by writers the crash killed) are deleted first
+    ``retry_failed``). If items were caught ``COPYING`` and the destination
+    is local, temporary files more than an hour old (left by writers the
+    crash killed) are deleted first
     ([LocalStore.remove_temporary][carmigrate.storage.LocalStore.remove_temporary]).
     Arguments as for [execute][carmigrate.migrate.execute].
 

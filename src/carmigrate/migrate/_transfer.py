@@ -63,9 +63,6 @@ cores): 1 MiB chunks cost about twice the kernel time of 256 KiB ones (page
 cache copies of large writes), and a chunk this size stays in a core's L2
 cache while it is hashed, checked and written."""
 
-_JITTER: Final = random.Random()  # noqa: S311 - retry jitter, not crypto
-"""Shared by all tasks: seeding a generator per task costs more than a small copy."""
-
 _PIPE_DEPTH: Final = 8
 _INLINE_CAR: Final = 8 << 20
 """CARs up to this size are checked in the worker's own thread once their bytes
@@ -672,7 +669,9 @@ class _Worker:
                     f"unexpected {type(e).__name__}: {e}", None, transient=False
                 )
             bound = min(task.max_delay, task.base_delay * (2 ** (self.attempts - 1)))
-            time.sleep(_JITTER.uniform(0, bound))
+            # the module's generator: shared (seeding one per task costs more
+            # than a small copy) and seeded afresh in forked workers
+            time.sleep(random.uniform(0, bound))  # noqa: S311 - jitter, not crypto
 
     def failed(self, reason: str, offset: int | None, *, transient: bool) -> Outcome:
         return Outcome(

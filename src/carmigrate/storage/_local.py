@@ -687,8 +687,14 @@ class LocalStore:
         change is more than ``older_than`` seconds old; a live writer keeps
         changing its file, so one still writing is left alone unless it
         stalled for that long (its write then fails and can be retried).
-        Symbolic links are neither followed nor removed.
-        [resume][carmigrate.migrate.resume] calls this on a local destination.
+        Symbolic links are neither followed nor removed, and every file is
+        removed relative to its folder's descriptor, so a folder swapped for
+        a link meanwhile leads nowhere outside the root. Folders or files
+        that cannot be read or removed (permissions, a read-only mount) are
+        skipped: this is housekeeping and never fails for them.
+        [resume][carmigrate.migrate.resume] calls this on a local destination
+        after a crash. It walks the whole tree: on a very large one, prefer
+        to run it when convenient.
 
         Args:
             older_than: Minimum age in seconds of a file to delete.
@@ -701,18 +707,17 @@ class LocalStore:
         cutoff = time.time() - older_than
         removed = 0
         marker = f"{RESERVED_PREFIX}tmp."
-        for folder, _, files in os.walk(self._root):
+        for _, _, files, folder_fd in os.fwalk(self._root):
             for name in files:
                 if not name.startswith(marker):
                     continue
-                path = os.path.join(folder, name)
                 try:
-                    st = os.lstat(path)
+                    st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
                     if stat_mod.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
-                        os.unlink(path)
+                        os.unlink(name, dir_fd=folder_fd)
                         removed += 1
-                except FileNotFoundError:
-                    continue  # its writer finished or gave up meanwhile
+                except OSError:
+                    continue  # gone meanwhile (its writer finished), or not ours to remove
         return removed
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
