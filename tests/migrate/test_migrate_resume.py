@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from migrate_helpers import (
@@ -511,3 +512,58 @@ def test_a_finished_task_taken_off_the_queue_is_still_collected() -> None:
         assert workers.wait(0.01) == [(record, "outcome")]
         assert not workers.inflight
         assert workers.wait(0.01) == []
+
+
+class _CountingPool(ThreadPoolExecutor):
+    """A real thread pool that counts the tasks it is given."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.submitted = 0
+
+    def submit(self, *args, **kwargs):  # type: ignore[override]
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+def test_small_objects_travel_in_groups_each_with_its_own_outcome(tmp_path) -> None:
+    """Many small objects: fewer tasks than objects, every object verified and
+    journaled on its own; with a failure limit, one task per object."""
+    objects = {f"o/{i:03}.bin": bytes([i]) * (1000 + i) for i in range(60)}
+    src = MemoryStore("src")
+    fill(src, objects)
+
+    dst = MemoryStore("dst")
+    led = Ledger(tmp_path / "a.db")
+    with _CountingPool(2) as pool:
+        r = execute(
+            plan(src, dst),
+            led,
+            source=src,
+            destination=dst,
+            executor=pool,
+            limits=Limits(concurrency=2),
+        )
+    assert r.complete
+    assert pool.submitted < len(objects) // 4
+    assert contents(dst) == objects
+    assert led.counts() == {ItemState.VERIFIED: len(objects)}
+    assert all(
+        [t.state for t in led.history(rec.seq)]
+        == [ItemState.COPYING, ItemState.VERIFIED]
+        for rec in led.items()
+    )
+
+    dst2 = MemoryStore("dst2")
+    led2 = Ledger(tmp_path / "b.db")
+    with _CountingPool(2) as pool:
+        r2 = execute(
+            plan(src, dst2),
+            led2,
+            source=src,
+            destination=dst2,
+            executor=pool,
+            limits=Limits(concurrency=2, max_failures=5),
+        )
+    assert r2.complete
+    assert pool.submitted == len(objects)

@@ -33,7 +33,14 @@ from carmigrate.migrate._model import (
     PlanHeader,
 )
 from carmigrate.migrate._plan import Plan, redact_url
-from carmigrate.migrate._transfer import Mode, Outcome, StorePair, Task, run_task
+from carmigrate.migrate._transfer import (
+    Mode,
+    Outcome,
+    StorePair,
+    Task,
+    run_task,
+    run_tasks,
+)
 from carmigrate.storage import LocalStore, Store, open_store
 
 __all__ = [
@@ -51,6 +58,17 @@ _S = ItemState
 _RUNNABLE: Final = (_S.PENDING, _S.COPYING, _S.WARMING, _S.COPIED, _S.FAILED)
 _OURS: Final = (_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED)
 _POLL: Final = 0.25
+_GROUP_OBJECT: Final = 2 << 20
+"""Objects up to this size are sent to workers in groups (one task each group)."""
+_GROUP_ITEMS: Final = 16
+_GROUP_BYTES: Final = 8 << 20
+"""A group holds at most this many objects and bytes.
+
+Below a few MiB an object's own work (hashing, writing) is smaller than what
+each task costs around it: submitting, waiting, two ledger transactions,
+all competing for the GIL with the workers. Groups pay that once for up to
+``_GROUP_ITEMS`` objects; concurrency still counts objects being worked on.
+"""
 _STOP_CHECK: Final = 0.5
 
 
@@ -207,20 +225,35 @@ class _Workers:
         )
         self.stores = stores
         self.progress = progress
-        self.inflight: dict[Future[Outcome], ItemRecord] = {}
+        # a future's record, or the records of a group (a tuple)
+        self.inflight: dict[Future[Any], ItemRecord | tuple[ItemRecord, ...]] = {}
         # finished futures arrive here (cheaper than concurrent.futures.wait,
         # which installs a waiter on every pending future at every call)
-        self.done: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
 
     def submit(self, task: Task, record: ItemRecord) -> None:
+        self._submit(run_task, task, record)
+
+    def submit_group(
+        self, tasks: Sequence[Task], records: Sequence[ItemRecord]
+    ) -> None:
+        """One task for several objects; each gets its own outcome."""
+        self._submit(run_tasks, list(tasks), tuple(records))
+
+    def _submit(
+        self,
+        fn: Callable[..., Any],
+        work: Any,
+        records: ItemRecord | tuple[ItemRecord, ...],
+    ) -> None:
         if self.stores is not None:
             put = self.progress.put if self.progress is not None else None
             future = self.executor.submit(
-                run_task, task, self.stores, (lambda s, n: put((s, n))) if put else None
+                fn, work, self.stores, (lambda s, n: put((s, n))) if put else None
             )
         else:
-            future = self.executor.submit(run_task, task)
-        self.inflight[future] = record
+            future = self.executor.submit(fn, work)
+        self.inflight[future] = records
         future.add_done_callback(self.done.put)
 
     def wait(self, timeout: float) -> list[tuple[ItemRecord, Outcome | BaseException]]:
@@ -245,10 +278,15 @@ class _Workers:
             if record is None:  # cancelled by cancel_pending
                 continue
             try:
-                result: Outcome | BaseException = future.result()
+                result: Any = future.result()
             except BaseException as e:  # sorted out by the caller
                 result = e
-            out.append((record, result))
+            if not isinstance(record, tuple):
+                out.append((record, result))
+            elif isinstance(result, list):
+                out.extend(zip(record, result, strict=True))
+            else:  # the group's worker died: every object of it
+                out.extend((r, result) for r in record)
         out.sort(key=lambda r: r[0].seq)
         return out
 
@@ -375,6 +413,36 @@ class _Context:
         for store in self.opened:
             with contextlib.suppress(Exception):
                 store.close()
+
+
+def _groupable(rec: ItemRecord) -> bool:
+    """Whether ``rec`` may share a task with other small objects."""
+    return (
+        rec.item.size <= _GROUP_OBJECT
+        and not rec.item.cold
+        and rec.state is not _S.WARMING
+    )
+
+
+def _open_group(
+    units: list[list[tuple[Task, ItemRecord, ItemState | None]]], most: int
+) -> bool:
+    """Whether the last unit is a group of small objects with room left."""
+    return bool(units) and _groupable(units[-1][-1][1]) and len(units[-1]) < most
+
+
+def _fits(
+    units: list[list[tuple[Task, ItemRecord, ItemState | None]]],
+    most: int,
+    group_bytes: int,
+    rec: ItemRecord,
+) -> bool:
+    """Whether ``rec`` can join the last unit's group."""
+    return (
+        _open_group(units, most)
+        and _groupable(rec)
+        and group_bytes + rec.item.size <= _GROUP_BYTES
+    )
 
 
 def _stage_names(header: PlanHeader, stages: str | Sequence[str] | None) -> list[str]:
@@ -640,22 +708,35 @@ class _Executor:
         exhausted = False
         deferred_cold = False
         held: ItemRecord | None = None
+        # a record taken from ``source`` that did not fit this turn
+        lookahead: ItemRecord | None = None
         workers = self.ctx.workers
         concurrency = self.limits.concurrency
+        # a failure limit counts failures as they come back: a group would
+        # bring several at once and overshoot it, so then every object is
+        # its own task
+        group_most = 1 if self.limits.max_failures is not None else _GROUP_ITEMS
         while True:
             self._drain_progress()
             self._check_stop()
             wait_for = _POLL
             if self.stopping is None:
-                dispatch: list[tuple[Task, ItemRecord, ItemState | None]] = []
+                # units of work: one task, or a group of small objects' tasks
+                units: list[list[tuple[Task, ItemRecord, ItemState | None]]] = []
+                group_bytes = 0
                 now = self.clock()
-                while len(workers.inflight) + len(dispatch) < concurrency:
+                while True:
+                    full = len(workers.inflight) + len(units) >= concurrency
+                    # every worker has a task: small objects may still join
+                    # the group being made
+                    if full and not _open_group(units, group_most):
+                        break
                     if self._stopped():
                         break
-                    due = self._due_restore(now)
+                    due = None if full else self._due_restore(now)
                     if due is not None:
-                        dispatch.append(
-                            (self.ctx.task(Mode.RESTORE, due, self.limits), due, None)
+                        units.append(
+                            [(self.ctx.task(Mode.RESTORE, due, self.limits), due, None)]
                         )
                         continue
                     rec: ItemRecord | None = None
@@ -664,10 +745,16 @@ class _Executor:
                     elif held is not None:
                         rec = held
                     elif not exhausted:
-                        rec = next(source, None)
+                        if lookahead is not None:
+                            rec, lookahead = lookahead, None
+                        else:
+                            rec = next(source, None)
                         if rec is None:
                             exhausted = True
                             continue
+                        if full and not _fits(units, group_most, group_bytes, rec):
+                            lookahead = rec  # taken again next turn, in full
+                            break
                         if not self._wanted(rec):
                             continue
                         if rec.state is not _S.COPIED and (
@@ -681,18 +768,22 @@ class _Executor:
                                 continue
                             self.restoring.add(rec.seq)
                             new_state = None if rec.state is _S.WARMING else _S.WARMING
-                            dispatch.append(
-                                (
-                                    self.ctx.task(Mode.RESTORE, rec, self.limits),
-                                    rec,
-                                    new_state,
-                                )
+                            units.append(
+                                [
+                                    (
+                                        self.ctx.task(Mode.RESTORE, rec, self.limits),
+                                        rec,
+                                        new_state,
+                                    )
+                                ]
                             )
                             self.emit(EventKind.WARMING, rec)
                             continue
                         self.emit(EventKind.QUEUED, rec)
                     if rec is None:
                         break
+                    if full and not _fits(units, group_most, group_bytes, rec):
+                        break  # a ready or held record: it stays where it is
                     wait = self._rate_wait(rec.item.size)
                     if wait > 0:
                         if rec is not held and not (
@@ -715,19 +806,30 @@ class _Executor:
                         created=rec.created,
                         written_etag=rec.written_etag,
                     )
-                    dispatch.append(
-                        (task, rec, None if rec.state is _S.COPIED else _S.COPYING)
-                    )
-                if dispatch:
+                    entry = (task, rec, None if rec.state is _S.COPIED else _S.COPYING)
+                    if full:  # it fits (checked above): into the group
+                        units[-1].append(entry)
+                        group_bytes += rec.item.size
+                    else:
+                        units.append([entry])
+                        group_bytes = rec.item.size
+                if units:
                     started = time.time()
                     with self.ledger.batch() as b:
-                        for _, rec, new_state in dispatch:
-                            if new_state is not None:
-                                b.transition(rec.seq, new_state, started=started)
-                    for task, rec, _ in dispatch:
-                        workers.submit(task, rec)
-                        if task.mode is not Mode.RESTORE:
-                            self.emit(EventKind.STARTED, rec)
+                        for unit in units:
+                            for _, rec, new_state in unit:
+                                if new_state is not None:
+                                    b.transition(rec.seq, new_state, started=started)
+                    for unit in units:
+                        if len(unit) == 1:
+                            workers.submit(unit[0][0], unit[0][1])
+                        else:
+                            workers.submit_group(
+                                [t for t, _, _ in unit], [r for _, r, _ in unit]
+                            )
+                        for task, rec, _ in unit:
+                            if task.mode is not Mode.RESTORE:
+                                self.emit(EventKind.STARTED, rec)
             if not workers.inflight:
                 if self.stopping is not None:
                     return
@@ -740,7 +842,7 @@ class _Executor:
                     if pause > 0:
                         self.sleep(min(pause, _STOP_CHECK))
                     continue
-                if deferred_cold:
+                if deferred_cold and lookahead is None:
                     deferred_cold = False
                     exhausted = False
                     source = self.ledger.items(

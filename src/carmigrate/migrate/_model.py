@@ -294,8 +294,14 @@ class Limits:
     starts, items in flight finish, and [resume][carmigrate.migrate.resume]
     carries on.
 
+    Objects of up to 2 MiB are handed to workers in groups (at most 16
+    objects and 8 MiB each), which spares them most of the per-task cost.
+    A group is in flight as a whole: a stop lets every worker finish its
+    group. With ``max_failures`` set every object is its own task, so the
+    limit is not overshot.
+
     Attributes:
-        concurrency: Items in flight at once.
+        concurrency: Objects worked on at once (workers).
         items_per_second: Start rate, if limited.
         bytes_per_second: Byte rate (by object size at start), if limited.
         max_bytes: Stop starting items once this many bytes were started in

@@ -21,7 +21,7 @@ import io
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import attrs
@@ -55,7 +55,7 @@ from carmigrate.storage import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Mode", "Outcome", "StorePair", "Task", "run_task"]
+__all__ = ["Mode", "Outcome", "StorePair", "Task", "run_task", "run_tasks"]
 
 CHUNK: Final = 256 << 10
 """Read size. Measured local -> local (1,000 x 1 MiB and 20 x 100 MiB CARs, 2
@@ -1055,3 +1055,16 @@ def run_task(
     """
     pair = stores if stores is not None else remote_stores(task)
     return _Worker(task, pair, progress).run()
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    stores: StorePair | None = None,
+    progress: Progress | None = None,
+) -> list[Outcome]:
+    """Carry out ``tasks`` one after another (a group of small objects).
+
+    One unit of work for the executor instead of one per object: the
+    per-task costs of submitting, waiting and recording are paid once.
+    """
+    return [run_task(task, stores, progress) for task in tasks]
