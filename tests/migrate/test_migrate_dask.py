@@ -27,7 +27,7 @@ def dask_executor():
     for name in ("distributed", "tornado", "bokeh"):
         logging.getLogger(name).setLevel(logging.ERROR)
     cluster = distributed.LocalCluster(
-        processes=True, n_workers=2, threads_per_worker=2, dashboard_address=None
+        processes=True, n_workers=2, threads_per_worker=2, dashboard_address=":0"
     )
     client = distributed.Client(cluster)
     try:

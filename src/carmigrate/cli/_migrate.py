@@ -498,7 +498,7 @@ def _executor(address: str | None, concurrency: int) -> Iterator[Executor | None
                     n_workers=2,
                     processes=True,
                     threads_per_worker=max(1, -(-concurrency // 2)),
-                    dashboard_address=None,
+                    dashboard_address=":0",  # any free port: never 8787 taken
                 )
             )
             client = stack.enter_context(distributed.Client(cluster))
