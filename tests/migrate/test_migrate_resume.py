@@ -567,3 +567,19 @@ def test_small_objects_travel_in_groups_each_with_its_own_outcome(tmp_path) -> N
         )
     assert r2.complete
     assert pool.submitted == len(objects)
+
+
+def test_one_task_raising_in_a_group_keeps_the_others_outcomes(monkeypatch) -> None:
+    """run_tasks: an Exception is that task's result; the rest still run."""
+    from carmigrate.migrate import _transfer
+
+    def fake(task, stores=None, progress=None):
+        if task == "bad":
+            raise RuntimeError("cannot open the store")
+        return f"done {task}"
+
+    monkeypatch.setattr(_transfer, "run_task", fake)
+    out = _transfer.run_tasks(["a", "bad", "c"])  # type: ignore[list-item]
+    assert out[0] == "done a"
+    assert isinstance(out[1], RuntimeError)
+    assert out[2] == "done c"

@@ -714,8 +714,13 @@ class _Executor:
         concurrency = self.limits.concurrency
         # a failure limit counts failures as they come back: a group would
         # bring several at once and overshoot it, so then every object is
-        # its own task
-        group_most = 1 if self.limits.max_failures is not None else _GROUP_ITEMS
+        # its own task; so too on remote workers, which may run a task again
+        # after a worker died, by then without knowing what it wrote
+        group_most = (
+            _GROUP_ITEMS
+            if self.limits.max_failures is None and self.ctx.in_process
+            else 1
+        )
         while True:
             self._drain_progress()
             self._check_stop()
@@ -752,11 +757,11 @@ class _Executor:
                         if rec is None:
                             exhausted = True
                             continue
+                        if not self._wanted(rec):
+                            continue
                         if full and not _fits(units, group_most, group_bytes, rec):
                             lookahead = rec  # taken again next turn, in full
                             break
-                        if not self._wanted(rec):
-                            continue
                         if rec.state is not _S.COPIED and (
                             rec.item.cold or rec.state is _S.WARMING
                         ):

@@ -298,7 +298,8 @@ class Limits:
     objects and 8 MiB each), which spares them most of the per-task cost.
     A group is in flight as a whole: a stop lets every worker finish its
     group. With ``max_failures`` set every object is its own task, so the
-    limit is not overshot.
+    limit is not overshot; so too with an executor other than a thread pool
+    (Dask may run a task again after a worker died).
 
     Attributes:
         concurrency: Objects worked on at once (workers).

@@ -1061,10 +1061,18 @@ def run_tasks(
     tasks: Sequence[Task],
     stores: StorePair | None = None,
     progress: Progress | None = None,
-) -> list[Outcome]:
+) -> list[Outcome | Exception]:
     """Carry out ``tasks`` one after another (a group of small objects).
 
     One unit of work for the executor instead of one per object: the
-    per-task costs of submitting, waiting and recording are paid once.
+    per-task costs of submitting, waiting and recording are paid once. An
+    ``Exception`` from one task (a bug, a store that cannot be opened) is
+    that task's result; the others keep theirs.
     """
-    return [run_task(task, stores, progress) for task in tasks]
+    out: list[Outcome | Exception] = []
+    for task in tasks:
+        try:
+            out.append(run_task(task, stores, progress))
+        except Exception as e:  # recorded by the coordinator as that item's failure
+            out.append(e)
+    return out
