@@ -25,6 +25,7 @@ from carmigrate.migrate import (
     Ledger,
     Limits,
     Overwrite,
+    RunResult,
     Stage,
     TransferPolicy,
     execute,
@@ -533,19 +534,23 @@ def test_small_objects_travel_in_groups_each_with_its_own_outcome(tmp_path) -> N
     src = MemoryStore("src")
     fill(src, objects)
 
-    dst = MemoryStore("dst")
-    led = Ledger(tmp_path / "a.db")
-    with _CountingPool(2) as pool:
-        r = execute(
-            plan(src, dst),
-            led,
-            source=src,
-            destination=dst,
-            executor=pool,
-            limits=Limits(concurrency=2),
-        )
+    def run(name: str, limits: Limits) -> tuple[RunResult, Ledger, MemoryStore, int]:
+        dst = MemoryStore(name)
+        led = Ledger(tmp_path / f"{name}.db")
+        with _CountingPool(2) as pool:
+            r = execute(
+                plan(src, dst),
+                led,
+                source=src,
+                destination=dst,
+                executor=pool,
+                limits=limits,
+            )
+        return r, led, dst, pool.submitted
+
+    r, led, dst, submitted = run("dst", Limits(concurrency=2))
     assert r.complete
-    assert pool.submitted < len(objects) // 4
+    assert submitted < len(objects) // 4
     assert contents(dst) == objects
     assert led.counts() == {ItemState.VERIFIED: len(objects)}
     assert all(
@@ -554,19 +559,9 @@ def test_small_objects_travel_in_groups_each_with_its_own_outcome(tmp_path) -> N
         for rec in led.items()
     )
 
-    dst2 = MemoryStore("dst2")
-    led2 = Ledger(tmp_path / "b.db")
-    with _CountingPool(2) as pool:
-        r2 = execute(
-            plan(src, dst2),
-            led2,
-            source=src,
-            destination=dst2,
-            executor=pool,
-            limits=Limits(concurrency=2, max_failures=5),
-        )
+    r2, _, _, submitted2 = run("dst2", Limits(concurrency=2, max_failures=5))
     assert r2.complete
-    assert pool.submitted == len(objects)
+    assert submitted2 == len(objects)
 
 
 def test_one_task_raising_in_a_group_keeps_the_others_outcomes(monkeypatch) -> None:
