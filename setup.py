@@ -1,11 +1,17 @@
-"""Build script: the optional compiled commP core.
+"""Build script: the optional compiled modules.
 
-Everything else about the package is declared in pyproject.toml. The one
-extension module, ``carmigrate.commp._native``, is optional: when it cannot
-be compiled (no compiler, missing Python headers, ``CC=/bin/false``) the
-install still succeeds with a warning and ``carmigrate.commp`` uses its
-pure-Python reference. Set ``CARMIGRATE_BUILD_NATIVE=0`` to skip it on
-purpose, or ``CARMIGRATE_BUILD_NATIVE=require`` to make a failed build fatal.
+Everything else about the package is declared in pyproject.toml. The two
+extension modules are optional: when one cannot be compiled (no compiler,
+missing Python headers, ``CC=/bin/false``) the install still succeeds with a
+warning, and the package uses pure Python instead:
+
+- ``carmigrate.commp._native``, the commP core (else the pure-Python
+  reference, about 100x slower);
+- ``carmigrate.cid._sha256``, SHA-256 of many ranges two at a time with the
+  x86 SHA instructions (else ``hashlib``, one range at a time).
+
+Set ``CARMIGRATE_BUILD_NATIVE=0`` to skip both on purpose, or
+``CARMIGRATE_BUILD_NATIVE=require`` to make a failed build fatal.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = "src/carmigrate/commp/_csrc"
+SHARED = "src/carmigrate/_csrc"
 MODE = os.environ.get("CARMIGRATE_BUILD_NATIVE", "auto").strip().lower()
 
 
@@ -24,9 +31,9 @@ def _warn(message: str) -> None:
     text = (
         "\n"
         + "*" * 72
-        + "\nWARNING: carmigrate's compiled commP core was not built:\n  "
-        f"{message}\ncarmigrate.commp will use the pure-Python reference "
-        "(correct, about 100x slower).\n" + "*" * 72 + "\n"
+        + "\nWARNING: a compiled module of carmigrate was not built:\n  "
+        f"{message}\ncarmigrate will use pure Python in its place (correct, "
+        "slower: the commP reference about 100x).\n" + "*" * 72 + "\n"
     )
     sys.stderr.write(text)
 
@@ -60,11 +67,18 @@ def _extensions() -> list[Extension]:
         Extension(
             "carmigrate.commp._native",
             sources=[f"{CSRC}/native.c", f"{CSRC}/commp_core.c"],
-            depends=[f"{CSRC}/commp_core.h"],
-            include_dirs=[CSRC],
+            depends=[f"{CSRC}/commp_core.h", f"{SHARED}/sha256_ni.h"],
+            include_dirs=[CSRC, SHARED],
             extra_compile_args=["-O3", "-std=gnu11", "-pthread"] if unix else [],
             extra_link_args=["-pthread"] if unix else [],
-        )
+        ),
+        Extension(
+            "carmigrate.cid._sha256",
+            sources=["src/carmigrate/cid/_csrc/sha256x2.c"],
+            depends=[f"{SHARED}/sha256_ni.h"],
+            include_dirs=[SHARED],
+            extra_compile_args=["-O3", "-std=gnu11"] if unix else [],
+        ),
     ]
 
 

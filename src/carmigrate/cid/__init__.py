@@ -20,6 +20,7 @@ from carmigrate.cid._multihash import (
     hash_digest,
     supported_hashes,
 )
+from carmigrate.cid._ranges import SHA256_RANGES_NATIVE, sha256_ranges
 from carmigrate.cid._types import Buffer
 from carmigrate.cid._varint import MAX_VARINT_BYTES, decode_varint, encode_varint
 
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_CID_STRING",
     "MAX_VARINT_BYTES",
     "Multihash",
+    "SHA256_RANGES_NATIVE",
     "UnsupportedHash",
     "as_cid",
     "codec_name",
@@ -46,5 +48,6 @@ __all__ = [
     "hash_name",
     "multibase_decode",
     "multibase_encode",
+    "sha256_ranges",
     "supported_hashes",
 ]
