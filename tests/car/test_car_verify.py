@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -266,3 +268,126 @@ def test_a_real_file(tmp_path: os.PathLike[str]) -> None:
     assert result.fully_verified
     assert result.index_checked
     assert isinstance(result, VerifyResult)
+
+
+# -- batched hashing of in-memory CARs, and the whole CAR's SHA-256 ------------------
+
+
+def _facts(result: VerifyResult) -> tuple[object, ...]:
+    """A result with its errors as comparable values (exceptions compare by identity)."""
+    errors = [*result.mismatches, result.error]
+    return (
+        attrs.evolve(result, mismatches=(), error=None),
+        [None if e is None else (type(e), str(e), e.offset) for e in errors],
+    )
+
+
+@pytest.fixture(params=[True, False], ids=["batched", "one-by-one"])
+def batched(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run with in-memory CARs hashed in batches, or each block inline."""
+    if request.param and not verify_module.SHA256_RANGES_NATIVE:
+        pytest.skip("sha256_ranges has no compiled form here")
+    monkeypatch.setattr(verify_module, "SHA256_RANGES_NATIVE", request.param)
+    return bool(request.param)
+
+
+@pytest.mark.skipif(
+    not verify_module.SHA256_RANGES_NATIVE, reason="sha256_ranges is not compiled here"
+)
+@given(corruptions(), st.booleans())
+def test_batched_hashing_finds_what_inline_hashing_finds(
+    corruption: Corruption, every: bool
+) -> None:
+    """In-memory CARs give the same result hashed in one batch as block by block."""
+    data = corruption.data
+    batched = verify_car(data, all_mismatches=every)
+    saved = verify_module.SHA256_RANGES_NATIVE
+    verify_module.SHA256_RANGES_NATIVE = False
+    try:
+        inline = verify_car(data, all_mismatches=every)
+    finally:
+        verify_module.SHA256_RANGES_NATIVE = saved
+
+    assert _facts(batched) == _facts(inline)
+
+
+@pytest.mark.usefixtures("batched")
+def test_batched_mismatches_keep_file_order_around_other_hashes() -> None:
+    """A sha2-256 mismatch after an unverifiable or sha2-512 block is still placed in order."""
+    items = [SMALL[0], SHA512, SMALL[1], SHA3, SMALL[2], BLAKE, SMALL[3]]
+    data = _car(items)
+    locs = list(iter_blocks(data))
+    bad = _flip(data, locs[2].offset + 3, locs[5].offset + 1, locs[6].offset)
+
+    first = verify_car(bad)
+    every = verify_car(bad, all_mismatches=True)
+
+    assert [m.offset for m in first.mismatches] == [locs[2].offset]
+    assert first.blocks == 3
+    assert [m.offset for m in every.mismatches] == [
+        locs[2].offset,
+        locs[5].offset,
+        locs[6].offset,
+    ]
+    assert every.unverifiable == 1
+    assert every.verified == len(items) - 4
+
+
+@pytest.mark.usefixtures("batched")
+@given(corruptions())
+def test_sha256_of_the_whole_car_is_always_given(corruption: Corruption) -> None:
+    """sha256=True gives the digest of every byte, bytes or stream, however verification ends."""
+    data = corruption.data
+    expected = hashlib.sha256(data).hexdigest()
+    plain = verify_car(data)
+
+    for source in (data, memoryview(data), Pipe(data, 777), io.BytesIO(data)):
+        result = verify_car(source, sha256=True)  # type: ignore[arg-type]
+        assert result.sha256 == expected
+        assert _facts(attrs.evolve(result, sha256=None)) == _facts(plain)
+    assert plain.sha256 is None
+
+
+@pytest.mark.usefixtures("batched")
+@given(car_bytes(version=2), st.booleans())
+def test_sha256_covers_a_carv2_index_that_is_not_checked(
+    data: bytes, check_index: bool
+) -> None:
+    """The digest covers the whole file, also the bytes verification skips."""
+    expected = hashlib.sha256(data).hexdigest()
+
+    from_bytes = verify_car(data, check_index=check_index, sha256=True)
+    from_stream = verify_car(io.BytesIO(data), check_index=check_index, sha256=True)
+
+    assert from_bytes.sha256 == from_stream.sha256 == expected
+    assert from_bytes.ok
+    assert _facts(from_bytes) == _facts(from_stream)
+
+
+def test_sha256_of_a_real_file_names_its_car_cid(tmp_path: os.PathLike[str]) -> None:
+    """On an open file the digest is the one a CID with codec car names."""
+    path = os.path.join(tmp_path, "big.car")
+    with CarWriter.open(path, [BIG[0].cid], version=2) as w:
+        for b in BIG[:3]:
+            w.write(b.cid, b.data)
+    with open(path, "rb") as f:
+        data = f.read()
+        f.seek(0)
+        result = verify_car(f, check_index=False, sha256=True)
+
+    assert result.sha256 is not None
+    assert CID.from_data(data, codec="car").digest.hex() == result.sha256
+    assert result.fully_verified
+
+
+def test_a_non_byte_memoryview_is_verified_as_its_bytes() -> None:
+    """A memoryview of another format is read as its underlying bytes."""
+    data = _car([*SMALL, *BIG[:2]])
+    pad = (-len(data)) % 4
+    words = memoryview(data + b"\0" * pad).cast("I")
+
+    result = verify_car(words, zero_length_section_as_eof=True, sha256=True)
+
+    assert result.fully_verified
+    assert result.blocks == len(SMALL) + 2
+    assert result.sha256 == hashlib.sha256(data + b"\0" * pad).hexdigest()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from collections import deque
 from queue import SimpleQueue
-from typing import TYPE_CHECKING, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 import attrs
 
@@ -21,7 +22,7 @@ from carmigrate.car._scan import (
     truncated,
     zero_length,
 )
-from carmigrate.cid import CID, HashCheck
+from carmigrate.cid import CID, SHA256_RANGES_NATIVE, HashCheck, sha256_ranges
 from carmigrate.errors import (
     BlockHashMismatch,
     CarFormatError,
@@ -30,6 +31,8 @@ from carmigrate.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sized
+
     from carmigrate.car._input import Input, Source
 
 __all__ = ["VerifyResult", "read_region", "verify_car"]
@@ -74,6 +77,10 @@ class VerifyResult:
             unverifiable.
         first_unverifiable_offset: Data offset of the first unverifiable
             block, if any.
+        sha256: The SHA-256 (hex) of every byte of the source, read to its
+            end whatever verification found, when ``verify_car`` was asked
+            for it with ``sha256=True``; the digest of the CAR's own CID
+            (codec ``car``). ``None`` otherwise.
     """
 
     version: int | None
@@ -87,6 +94,7 @@ class VerifyResult:
     index_checked: bool
     unverifiable_hashes: frozenset[int]
     first_unverifiable_offset: int | None
+    sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -113,6 +121,88 @@ class VerifyResult:
         failure = self.first_failure
         if failure is not None:
             raise failure
+
+
+class _Batch:
+    """Hashes the sha2-256 blocks of an in-memory CAR in few calls.
+
+    Blocks are collected in file order and settled (hashed with
+    ``sha256_ranges``, compared and counted) together: before a block that
+    is checked another way, at a structural error and at the end, so counts
+    and the first mismatch are the same as hashing each block as it is read.
+    The whole buffer's digest, if asked for, joins the first settlement.
+    """
+
+    __slots__ = ("all_mismatches", "items", "mv", "tally", "whole", "whole_digest")
+
+    def __init__(
+        self, mv: memoryview, tally: _Tally, *, all_mismatches: bool, whole: bool
+    ) -> None:
+        self.mv = mv
+        self.tally = tally
+        self.all_mismatches = all_mismatches
+        self.items: list[tuple[int, int, int]] = []  # (data start, end, CID start)
+        self.whole = whole
+        self.whole_digest: bytes | None = None
+
+    def settle(self) -> None:
+        items = self.items[:]
+        self.items.clear()
+        ranges = [(start, end - start) for start, end, _ in items]
+        if self.whole:
+            ranges.append((0, len(self.mv)))
+        if not ranges:
+            return
+        digests = sha256_ranges(self.mv, ranges)
+        if self.whole:
+            self.whole_digest = digests.pop()
+            self.whole = False
+        mv, tally = self.mv, self.tally
+        for (start, end, body), got in zip(items, digests, strict=True):
+            tally.blocks += 1
+            tally.bytes += end - start
+            if got == mv[start - 32 : start]:
+                tally.verified += 1
+                continue
+            cid = CID.read(mv, body)[0]
+            tally.mismatches.append(BlockHashMismatch(str(cid), offset=start))
+            if not self.all_mismatches:
+                raise _Stop
+
+
+class _Hashing(io.RawIOBase):
+    """A stream that hashes every byte read from it (``verify_car(sha256=True)``).
+
+    It does not seek, so the reader reads through what it would skip.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._readinto = getattr(stream, "readinto", None)
+        self.hasher = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._readinto is not None:
+            n = self._readinto(view) or 0
+        else:
+            data = self._stream.read(len(view))
+            n = len(data)
+            view[:n] = data
+        if n:
+            self.hasher.update(view[:n])
+        return n
+
+    def drain(self) -> str:
+        """Read to the end of the stream; the hex digest of all it gave."""
+        buffer = bytearray(1 << 20)
+        while self.readinto(buffer):
+            pass
+        return self.hasher.hexdigest()
 
 
 def read_region(stream: BinaryIO, start: int, size: int) -> bytes:
@@ -246,6 +336,7 @@ def _scan(
     all_mismatches: bool,
     zero_eof: bool,
     data_offset: int,
+    batch: _Batch | None = None,
 ) -> None:
     # The hot loop, with the section framing of ``frames`` inlined (a
     # generator per block costs a fifth of the time for small blocks). Blocks
@@ -262,7 +353,13 @@ def _scan(
     if inp.stream is not None and _PARALLEL:
         pipeline = _Pipeline(tally, all_mismatches=all_mismatches)
         inp.on_reuse = pipeline.settle_buffer
-    pending = pipeline.items if pipeline is not None else ()
+    pending: Sized = pipeline.items if pipeline is not None else ()
+    settle: Callable[[], None] | None = (
+        pipeline.settle if pipeline is not None else None
+    )
+    add = None
+    if batch is not None:
+        pending, settle, add = batch.items, batch.settle, batch.items.append
     threaded_min = _THREADED_MIN if pipeline is not None else 1 << 63
     blocks = nbytes = verified = 0
     buf = inp.buf
@@ -331,6 +428,9 @@ def _scan(
                         sections.append(
                             (_SHA256, bytes(digest), inp.base + start - data_offset)
                         )
+                    if add is not None:
+                        add((dstart, end, body))
+                        continue
                     if end - dstart >= threaded_min:
                         assert pipeline is not None
                         assert isinstance(buf, bytearray)
@@ -343,7 +443,7 @@ def _scan(
                         )
                         continue
                     if pending:
-                        pipeline.settle()  # type: ignore[union-attr]
+                        settle()  # type: ignore[misc]
                     if sha256(mv[dstart:end]).digest() == digest:
                         blocks += 1
                         verified += 1
@@ -353,7 +453,7 @@ def _scan(
                     result = HashCheck.MISMATCH
                 else:
                     if pending:
-                        pipeline.settle()  # type: ignore[union-attr]
+                        settle()  # type: ignore[misc]
                     try:
                         cid, dstart = read(buf, body)
                     except FormatError:
@@ -385,11 +485,11 @@ def _scan(
                         raise _Stop
         except CarFormatError:
             # Blocks before the error still count, and an earlier mismatch wins.
-            if pipeline is not None:
-                pipeline.settle()
+            if settle is not None:
+                settle()
             raise
-        if pipeline is not None:
-            pipeline.settle()
+        if settle is not None:
+            settle()
         tally.complete = True
     except _Stop:
         pass
@@ -410,6 +510,7 @@ def verify_car(
     check_index: bool = True,
     limits: CarLimits = DEFAULT_LIMITS,
     zero_length_section_as_eof: bool = False,
+    sha256: bool = False,
 ) -> VerifyResult:
     """Re-hash every block of a CAR and check that the file is well-formed.
 
@@ -428,8 +529,10 @@ def verify_car(
     ``error``. Checking keeps one small record per block in memory.
 
     Large blocks are hashed in a worker thread while the next bytes are read
-    (when more than one CPU is available); results are the same as hashing
-    in order.
+    (when more than one CPU is available). The blocks of an in-memory CAR
+    are hashed in batches with [sha256_ranges][carmigrate.cid.sha256_ranges]
+    where it has its compiled form. Either way the results are the same as
+    hashing in order.
 
     Args:
         source: A binary stream (need not be seekable) or an in-memory buffer.
@@ -440,9 +543,17 @@ def verify_car(
         limits: Caps on header and section lengths.
         zero_length_section_as_eof: Treat a zero-length section as the end of
             the data (go-car's ``ZeroLengthSectionAsEOF``); an error otherwise.
+        sha256: Also compute the SHA-256 of the whole source (the digest a
+            CAR's own CID names) in the same pass, into
+            [VerifyResult.sha256][carmigrate.car.VerifyResult]. The source is
+            then read to its end even when verification stops early, and a
+            stream is read through rather than seeked over. For an in-memory
+            CAR it is computed alongside the block hashes, two streams at a
+            time where [sha256_ranges][carmigrate.cid.sha256_ranges] can.
 
     Returns:
-        The counts, the mismatches and any structural error.
+        The counts, the mismatches, any structural error and, if asked, the
+        whole source's SHA-256.
 
     Raises:
         OSError: If reading ``source`` fails.
@@ -452,6 +563,16 @@ def verify_car(
     roots: tuple[CID, ...] = ()
     error: CarFormatError | None = None
     index_checked = False
+    whole: memoryview | None = None
+    hashing: _Hashing | None = None
+    batch: _Batch | None = None
+    if isinstance(source, bytes | bytearray | memoryview):
+        whole = memoryview(source)
+        if whole.format != "B" or whole.ndim != 1:
+            whole = whole.cast("B")
+    elif sha256:
+        hashing = _Hashing(source)
+        source = cast("BinaryIO", hashing)
     try:
         inp, header = open_input(source, limits)
         version, roots = header.version, header.roots
@@ -459,6 +580,8 @@ def verify_car(
         want_index = check_index and v2 is not None and v2.has_index
         if want_index:
             tally.sections = []
+        if whole is not None and SHA256_RANGES_NATIVE:
+            batch = _Batch(whole, tally, all_mismatches=all_mismatches, whole=sha256)
         _scan(
             inp,
             limits,
@@ -466,6 +589,7 @@ def verify_car(
             all_mismatches=all_mismatches,
             zero_eof=zero_length_section_as_eof,
             data_offset=header.data_offset,
+            batch=batch,
         )
         if want_index and tally.complete:
             assert v2 is not None
@@ -474,6 +598,15 @@ def verify_car(
             index_checked = True
     except CarFormatError as exc:
         error = exc
+    digest = None
+    if sha256:
+        if hashing is not None:
+            digest = hashing.drain()
+        elif batch is not None and batch.whole_digest is not None:
+            digest = batch.whole_digest.hex()
+        else:
+            assert whole is not None
+            digest = hashlib.sha256(whole).hexdigest()
     return VerifyResult(
         version=version,
         roots=roots,
@@ -486,4 +619,5 @@ def verify_car(
         index_checked=index_checked,
         unverifiable_hashes=frozenset(tally.unverifiable_hashes),
         first_unverifiable_offset=tally.first_unverifiable,
+        sha256=digest,
     )
