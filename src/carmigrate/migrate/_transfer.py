@@ -316,6 +316,8 @@ class _Digester:
         # commP of a held CAR runs once over the whole object in finish():
         # one call into the core, no staging of partial chunks
         self._commp_later = inline and self._commp is not None
+        # and its SHA-256 alongside its block hashes, two streams at a time
+        self._sha256_later = inline and self._sha256 is not None
         self._car_held = 0
         self._car_live = car
         self._progress = progress
@@ -325,7 +327,7 @@ class _Digester:
     def update(self, chunk: bytes) -> None:
         if self._md5 is not None:
             self._md5.update(chunk)
-        if self._sha256 is not None:
+        if self._sha256 is not None and not self._sha256_later:
             self._sha256.update(chunk)
         if self._commp is not None and not self._commp_later:
             self._commp.update(chunk)
@@ -336,11 +338,14 @@ class _Digester:
                 held, self._car_chunks = self._car_chunks, None
                 self._car = _CarCheck()
                 for part in held:
+                    if self._sha256_later:
+                        assert self._sha256 is not None
+                        self._sha256.update(part)
                     if self._commp_later:
                         assert self._commp is not None
                         self._commp.update(part)
                     self._stream_car(part)
-                self._commp_later = False
+                self._commp_later = self._sha256_later = False
         elif self._car is not None:
             self._stream_car(chunk)
         self.count += len(chunk)
@@ -366,6 +371,7 @@ class _Digester:
 
     def finish(self) -> _Facts:
         car = None
+        sha256 = None
         if self._car is not None:
             car = self._car.finish()
         elif self._car_chunks is not None:
@@ -374,7 +380,8 @@ class _Digester:
                 assert self._commp is not None
                 self._commp.update(data)
                 self._commp_later = False
-            car = verify_car(data, check_index=False)
+            car = verify_car(data, check_index=False, sha256=self._sha256_later)
+            sha256 = car.sha256
         piece = v2 = None
         if self._commp is not None:
             info = self._commp.piece_info()
@@ -383,7 +390,9 @@ class _Digester:
         return _Facts(
             size=self.count,
             md5=None if self._md5 is None else self._md5.hexdigest(),
-            sha256=None if self._sha256 is None else self._sha256.hexdigest(),
+            sha256=sha256
+            if sha256 is not None or self._sha256 is None
+            else self._sha256.hexdigest(),
             car=car,
             piece_cid=piece,
             piece_cid_v2=v2,
