@@ -113,6 +113,35 @@ def test_preallocated_write_still_checks_the_size(tmp_path: Path) -> None:
     assert read_bytes(store, "exact") == data
 
 
+def test_write_sizes_follow_whether_blocks_were_reserved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small files get small writes; files with reserved blocks get larger ones."""
+    sizes: list[int] = []
+    real_write = os.write
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        sizes.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    store = LocalStore(tmp_path)
+    small = os.urandom(1 << 20)
+    big = os.urandom(_local._PREALLOCATE_MIN + 12345)
+
+    store.write("small", [small[:300_000], small[300_000:]], size=len(small))
+    small_writes, sizes[:] = sizes[:], []
+    store.write("big", [big], size=len(big))
+    big_writes = sizes[:]
+
+    assert max(small_writes) == _local._SMALL_WRITE_SLICE
+    assert sum(small_writes) == len(small)
+    assert max(big_writes) == _local._WRITE_SLICE > _local._SMALL_WRITE_SLICE
+    assert sum(big_writes) == len(big)
+    assert read_bytes(store, "small") == small
+    assert read_bytes(store, "big") == big
+
+
 def _resident_pages(path: Path) -> int:
     out = subprocess.run(
         ["fincore", "--noheadings", "--bytes", "--output", "PAGES", str(path)],
