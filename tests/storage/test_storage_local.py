@@ -113,10 +113,10 @@ def test_preallocated_write_still_checks_the_size(tmp_path: Path) -> None:
     assert read_bytes(store, "exact") == data
 
 
-def test_write_sizes_follow_whether_blocks_were_reserved(
+def test_no_write_is_larger_than_the_slice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Small files get small writes; files with reserved blocks get larger ones."""
+    """Chunks of any size, with blocks reserved or not, go out in small writes."""
     sizes: list[int] = []
     real_write = os.write
 
@@ -130,14 +130,10 @@ def test_write_sizes_follow_whether_blocks_were_reserved(
     big = os.urandom(_local._PREALLOCATE_MIN + 12345)
 
     store.write("small", [small[:300_000], small[300_000:]], size=len(small))
-    small_writes, sizes[:] = sizes[:], []
     store.write("big", [big], size=len(big))
-    big_writes = sizes[:]
 
-    assert max(small_writes) == _local._SMALL_WRITE_SLICE
-    assert sum(small_writes) == len(small)
-    assert max(big_writes) == _local._WRITE_SLICE > _local._SMALL_WRITE_SLICE
-    assert sum(big_writes) == len(big)
+    assert max(sizes) == _local._WRITE_SLICE == 32 << 10
+    assert sum(sizes) == len(small) + len(big)
     assert read_bytes(store, "small") == small
     assert read_bytes(store, "big") == big
 

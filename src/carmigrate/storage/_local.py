@@ -52,22 +52,16 @@ RESERVED_PREFIX: Final = ".carmigrate."
 
 _NAME_MAX: Final = 255
 
-_WRITE_SLICE: Final = 256 << 10
-"""The most one ``write(2)`` is given on a file whose blocks were reserved.
+_WRITE_SLICE: Final = 32 << 10
+"""The most one ``write(2)`` is given.
 
-On Linux 6.x, writes of 1 MiB into fresh page cache cost up to about twice
-the kernel time of the same bytes in 256 KiB writes (measured on ext4;
-``benchmarks/RESULTS.md``, "Local writes"); for such files smaller writes
-only add system calls.
-"""
-
-_SMALL_WRITE_SLICE: Final = 32 << 10
-"""The most one ``write(2)`` is given on a file without reserved blocks.
-
-Migrating 1,000 CARs of 1 MiB, 32 KiB writes cost 1.8-2.1 s of kernel time in
-six paired rounds, against 2.6-4.1 s with 256 KiB writes: the page cache's
-large folios for large writes were the cost, and it varied with the state of
-memory; small ones did not (``benchmarks/RESULTS.md``, "Local writes").
+On Linux 6.x the page cache takes large folios for large writes, and filling
+fresh ones was the main kernel cost of a local copy, varying with the state
+of memory. Migrating 1,000 CARs of 1 MiB, 32 KiB writes cost 1.8-2.1 s of
+kernel time in six paired rounds against 2.6-4.1 s with 256 KiB writes; for
+20 CARs of 100 MiB (blocks reserved) 2.6-2.7 s against 3.2-4.8 s, the page
+copy itself falling from 21-33% of all CPU samples to 3.5%
+(``benchmarks/RESULTS.md``, "Local writes").
 """
 
 _PREALLOCATE_MIN: Final = 8 << 20
@@ -150,22 +144,18 @@ def _rename_noreplace(tmp: str, name: str, dir_fd: int) -> bool:
     return True
 
 
-def _preallocate(fd: int, size: int | None) -> int:
+def _preallocate(fd: int, size: int | None) -> None:
     """Reserve ``size`` bytes of disk for a new file; best effort.
 
     The file's size is unchanged (``FALLOC_FL_KEEP_SIZE``), so a short write
     is still seen as short. Failure (no support, no space) is ignored: the
     writes that follow report a real lack of space themselves.
-
-    Returns:
-        The most to give one ``write(2)`` on this file.
     """
     if size is None or size < _PREALLOCATE_MIN:
-        return _SMALL_WRITE_SLICE
+        return
     function = _fallocate()
-    if function is None or function(fd, _FALLOC_FL_KEEP_SIZE, 0, size) != 0:
-        return _SMALL_WRITE_SLICE
-    return _WRITE_SLICE
+    if function is not None:
+        function(fd, _FALLOC_FL_KEEP_SIZE, 0, size)
 
 
 _DONTNEED: Final = getattr(os, "POSIX_FADV_DONTNEED", None)
@@ -593,11 +583,11 @@ class LocalStore:
         except OSError as e:
             self._error(e, key, "write")
 
-    def _write_all(self, fd: int, chunk: BufferLike, key: str, piece: int) -> None:
+    def _write_all(self, fd: int, chunk: BufferLike, key: str) -> None:
         view = memoryview(chunk).cast("B")
         try:
             while view:
-                view = view[os.write(fd, view[:piece]) :]
+                view = view[os.write(fd, view[:_WRITE_SLICE]) :]
         except OSError as e:
             self._error(e, key, "write")
 
@@ -639,10 +629,10 @@ class LocalStore:
         def fill(fd: int) -> tuple[os.stat_result, dict[str, str]]:
             digests = Digests(expected)
             written = 0
-            piece = _preallocate(fd, size)
+            _preallocate(fd, size)
             for chunk in chunks:
                 digests.update(chunk)
-                self._write_all(fd, chunk, key, piece)
+                self._write_all(fd, chunk, key)
                 written += len(chunk)
                 if size is not None and written > size:
                     raise size_mismatch(self.url, key, size, written)
