@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 
 import attrs
 import pytest
@@ -391,3 +392,30 @@ def test_a_non_byte_memoryview_is_verified_as_its_bytes() -> None:
     assert result.fully_verified
     assert result.blocks == len(SMALL) + 2
     assert result.sha256 == hashlib.sha256(data + b"\0" * pad).hexdigest()
+
+
+@pytest.mark.parametrize("hash_thread", [True, False])
+def test_hash_thread_is_the_callers_choice(
+    hash_thread: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hash_thread decides whether a hashing thread starts; the result is the same."""
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    data = _car(BIG[:5])
+    locs = list(iter_blocks(data))
+    bad = _flip(data, locs[3].offset + 9)
+
+    good = verify_car(Pipe(data, 65536), hash_thread=hash_thread)
+    broken = verify_car(Pipe(bad, 65536), hash_thread=hash_thread)
+
+    assert good.fully_verified
+    assert good.blocks == 5
+    assert [m.offset for m in broken.mismatches] == [locs[3].offset]
+    assert broken.blocks == 4
+    assert ("carmigrate-verify" in started) is hash_thread

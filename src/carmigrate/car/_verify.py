@@ -337,6 +337,7 @@ def _scan(
     zero_eof: bool,
     data_offset: int,
     batch: _Batch | None = None,
+    hash_thread: bool = False,
 ) -> None:
     # The hot loop, with the section framing of ``frames`` inlined (a
     # generator per block costs a fifth of the time for small blocks). Blocks
@@ -350,7 +351,7 @@ def _scan(
     sections = tally.sections
     max_section = limits.max_section_size
     pipeline = None
-    if inp.stream is not None and _PARALLEL:
+    if inp.stream is not None and hash_thread:
         pipeline = _Pipeline(tally, all_mismatches=all_mismatches)
         inp.on_reuse = pipeline.settle_buffer
     pending: Sized = pipeline.items if pipeline is not None else ()
@@ -511,6 +512,7 @@ def verify_car(
     limits: CarLimits = DEFAULT_LIMITS,
     zero_length_section_as_eof: bool = False,
     sha256: bool = False,
+    hash_thread: bool | None = None,
 ) -> VerifyResult:
     """Re-hash every block of a CAR and check that the file is well-formed.
 
@@ -528,8 +530,8 @@ def verify_car(
     wrong index is a [CarFormatError][carmigrate.errors.CarFormatError] in
     ``error``. Checking keeps one small record per block in memory.
 
-    Large blocks are hashed in a worker thread while the next bytes are read
-    (when more than one CPU is available). The blocks of an in-memory CAR
+    Large blocks of a stream are hashed in a worker thread while the next
+    bytes are read (by default when more than one CPU is available). The blocks of an in-memory CAR
     are hashed in batches with [sha256_ranges][carmigrate.cid.sha256_ranges]
     where it has its compiled form. Either way the results are the same as
     hashing in order.
@@ -550,6 +552,11 @@ def verify_car(
             stream is read through rather than seeked over. For an in-memory
             CAR it is computed alongside the block hashes, two streams at a
             time where [sha256_ranges][carmigrate.cid.sha256_ranges] can.
+        hash_thread: Hash a stream's large blocks in a worker thread while
+            the next bytes are read. ``None`` (the default) does so when more
+            than one CPU is available; a caller that already reads the bytes
+            in another thread can save the thread and its hand-overs with
+            ``False``.
 
     Returns:
         The counts, the mismatches, any structural error and, if asked, the
@@ -590,6 +597,7 @@ def verify_car(
             zero_eof=zero_length_section_as_eof,
             data_offset=header.data_offset,
             batch=batch,
+            hash_thread=_PARALLEL if hash_thread is None else hash_thread,
         )
         if want_index and tally.complete:
             assert v2 is not None
