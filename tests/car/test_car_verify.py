@@ -419,3 +419,66 @@ def test_hash_thread_is_the_callers_choice(
     assert [m.offset for m in broken.mismatches] == [locs[3].offset]
     assert broken.blocks == 4
     assert ("carmigrate-verify" in started) is hash_thread
+
+
+@pytest.mark.usefixtures("batched")
+@given(corruptions(), st.booleans())
+def test_batches_settled_early_give_the_same_result(
+    corruption: Corruption, every: bool
+) -> None:
+    """Settling every few blocks (as a large CAR does) changes nothing in the result."""
+    data = corruption.data
+    expected = verify_car(Pipe(data, 4096), all_mismatches=every, sha256=True)
+    saved = verify_module._BATCH_BLOCKS
+    verify_module._BATCH_BLOCKS = 2  # type: ignore[misc]
+    try:
+        result = verify_car(data, all_mismatches=every, sha256=True)
+    finally:
+        verify_module._BATCH_BLOCKS = saved  # type: ignore[misc]
+
+    assert _facts(result) == _facts(expected)
+
+
+@pytest.mark.usefixtures("batched")
+def test_memory_for_many_small_blocks_stays_bounded() -> None:
+    """Batches are settled as they fill, so memory does not grow with the block count."""
+    import tracemalloc
+
+    items = [Block.from_data(i.to_bytes(4, "big"), codec="raw") for i in range(40_000)]
+    data = _car(items)
+    tracemalloc.start()
+    try:
+        result = verify_car(data, sha256=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert result.fully_verified
+    assert result.blocks == len(items)
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    assert peak < 2 << 20, f"peak {peak} bytes for a {len(data)}-byte CAR"
+
+
+class ReadOnly:
+    """A stream with only ``read``, which returns None at its end (as some do)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes | None:
+        if self._pos >= len(self._data):
+            return None
+        chunk = self._data[self._pos : self._pos + min(n, 1000)]
+        self._pos += len(chunk)
+        return chunk
+
+
+def test_sha256_of_a_stream_with_only_read() -> None:
+    """A stream without readinto, ending with None, is hashed whole."""
+    data = _car([*SMALL, BIG[0]])
+
+    result = verify_car(ReadOnly(data), sha256=True)  # type: ignore[arg-type]
+
+    assert result.fully_verified
+    assert result.sha256 == hashlib.sha256(data).hexdigest()

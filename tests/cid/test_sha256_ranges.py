@@ -79,3 +79,35 @@ def test_a_range_outside_the_buffer_is_refused(bad: tuple[int, int]) -> None:
 def test_no_ranges_no_digests() -> None:
     """An empty list of ranges gives an empty list."""
     assert sha256_ranges(b"abc", []) == []
+
+
+@pytest.mark.usefixtures("path")
+def test_pairs_may_be_any_sequence() -> None:
+    """Lists work as pairs as well as tuples."""
+    data = b"0123456789"
+    assert sha256_ranges(data, [[2, 5]]) == [hashlib.sha256(data[2:7]).digest()]  # type: ignore[list-item]
+
+
+@pytest.mark.skipif(not SHA256_RANGES_NATIVE, reason="tests the compiled module")
+def test_ranges_changed_while_being_read_are_safe() -> None:
+    """Code run while converting a range (``__index__``) cannot make the call read freed items."""
+    from carmigrate.cid import _sha256  # type: ignore[attr-defined]
+
+    class ClearsTheList:
+        def __index__(self) -> int:
+            ranges.clear()
+            return 0
+
+    ranges: list[tuple[object, int]] = [(ClearsTheList(), 1), *[(0, 1)] * 1000]
+
+    out = _sha256.sha256_ranges(bytes(100), ranges)
+
+    assert out == hashlib.sha256(b"\0").digest() * 1001
+
+
+@pytest.mark.skipif(not SHA256_RANGES_NATIVE, reason="tests the compiled module")
+@pytest.mark.parametrize("bad", [(1,), (0, 1, 2), ("a", 1), (2**70, 1)])
+def test_a_malformed_pair_is_a_clear_error(bad: tuple[object, ...]) -> None:
+    """Wrong arity, a non-integer or an integer too large is refused with its position."""
+    with pytest.raises((ValueError, TypeError, OverflowError)):
+        sha256_ranges(b"abc", [(0, 1), bad])  # type: ignore[list-item]

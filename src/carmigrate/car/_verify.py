@@ -39,6 +39,9 @@ __all__ = ["VerifyResult", "read_region", "verify_car"]
 
 _SHA256: Final = 0x12
 _THREADED_MIN: Final = 128 << 10
+_BATCH_BLOCKS: Final = 1024
+_BATCH_BYTES: Final = 32 << 20
+_WHOLE_IN_BATCH: Final = 64 << 20
 
 
 def _cpus() -> int:
@@ -127,13 +130,24 @@ class _Batch:
     """Hashes the sha2-256 blocks of an in-memory CAR in few calls.
 
     Blocks are collected in file order and settled (hashed with
-    ``sha256_ranges``, compared and counted) together: before a block that
-    is checked another way, at a structural error and at the end, so counts
-    and the first mismatch are the same as hashing each block as it is read.
-    The whole buffer's digest, if asked for, joins the first settlement.
+    ``sha256_ranges``, compared and counted) together: when
+    ``_BATCH_BLOCKS`` blocks or ``_BATCH_BYTES`` bytes are pending, before a
+    block that is checked another way, at a structural error and at the end,
+    so counts and the first mismatch are the same as hashing each block as
+    it is read, and memory stays bounded. The whole buffer's digest, if
+    asked for, joins the first settlement when the buffer is at most
+    ``_WHOLE_IN_BATCH`` bytes (else ``hashlib`` hashes it at the end).
     """
 
-    __slots__ = ("all_mismatches", "items", "mv", "tally", "whole", "whole_digest")
+    __slots__ = (
+        "all_mismatches",
+        "items",
+        "mv",
+        "pending_bytes",
+        "tally",
+        "whole",
+        "whole_digest",
+    )
 
     def __init__(
         self, mv: memoryview, tally: _Tally, *, all_mismatches: bool, whole: bool
@@ -142,12 +156,20 @@ class _Batch:
         self.tally = tally
         self.all_mismatches = all_mismatches
         self.items: list[tuple[int, int, int]] = []  # (data start, end, CID start)
-        self.whole = whole
+        self.pending_bytes = 0
+        self.whole = whole and len(mv) <= _WHOLE_IN_BATCH
         self.whole_digest: bytes | None = None
+
+    def add(self, start: int, end: int, body: int) -> None:
+        self.items.append((start, end, body))
+        self.pending_bytes += end - start
+        if len(self.items) >= _BATCH_BLOCKS or self.pending_bytes >= _BATCH_BYTES:
+            self.settle()
 
     def settle(self) -> None:
         items = self.items[:]
         self.items.clear()
+        self.pending_bytes = 0
         ranges = [(start, end - start) for start, end, _ in items]
         if self.whole:
             ranges.append((0, len(self.mv)))
@@ -191,7 +213,12 @@ class _Hashing(io.RawIOBase):
             n = self._readinto(view) or 0
         else:
             data = self._stream.read(len(view))
+            if not data:
+                return 0
             n = len(data)
+            if n > len(view):
+                msg = f"read({len(view)}) returned {n} bytes"
+                raise OSError(msg)
             view[:n] = data
         if n:
             self.hasher.update(view[:n])
@@ -360,7 +387,7 @@ def _scan(
     )
     add = None
     if batch is not None:
-        pending, settle, add = batch.items, batch.settle, batch.items.append
+        pending, settle, add = batch.items, batch.settle, batch.add
     threaded_min = _THREADED_MIN if pipeline is not None else 1 << 63
     blocks = nbytes = verified = 0
     buf = inp.buf
@@ -430,7 +457,7 @@ def _scan(
                             (_SHA256, bytes(digest), inp.base + start - data_offset)
                         )
                     if add is not None:
-                        add((dstart, end, body))
+                        add(dstart, end, body)
                         continue
                     if end - dstart >= threaded_min:
                         assert pipeline is not None

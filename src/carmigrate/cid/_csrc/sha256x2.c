@@ -242,9 +242,10 @@ static PyObject *py_sha256_ranges(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_RuntimeError, "this CPU has no SHA instructions");
         goto done;
     }
-    seq = PySequence_Fast(ranges, "ranges must be a sequence of (start, length)");
+    /* a tuple of our own, so that nothing can change its length meanwhile */
+    seq = PySequence_Tuple(ranges);
     if (!seq) goto done;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     out = PyBytes_FromStringAndSize(NULL, 32 * n);
     if (!out || n == 0) goto done;
     jobs = PyMem_Malloc(sizeof(job_t) * 3 * (size_t)n);
@@ -255,9 +256,19 @@ static PyObject *py_sha256_ranges(PyObject *Py_UNUSED(self), PyObject *args) {
     }
     uint8_t *digests = (uint8_t *)PyBytes_AS_STRING(out);
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t start, length;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "nn;a range is (start, length)",
-                              &start, &length)) {
+        /* A tuple of our own: converting its items may run Python code
+         * (__index__), which must not be able to free what we read. */
+        PyObject *pair = PySequence_Tuple(PyTuple_GET_ITEM(seq, i));
+        Py_ssize_t start = -1, length = -1;
+        if (pair && PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_Format(PyExc_ValueError, "range %zd is not a (start, length) pair", i);
+        } else if (pair) {
+            start = PyNumber_AsSsize_t(PyTuple_GET_ITEM(pair, 0), PyExc_OverflowError);
+            if (!(start == -1 && PyErr_Occurred()))
+                length = PyNumber_AsSsize_t(PyTuple_GET_ITEM(pair, 1), PyExc_OverflowError);
+        }
+        Py_XDECREF(pair);
+        if (PyErr_Occurred()) {
             Py_CLEAR(out);
             goto done;
         }
