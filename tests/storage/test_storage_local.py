@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -113,18 +115,32 @@ def test_preallocated_write_still_checks_the_size(tmp_path: Path) -> None:
     assert read_bytes(store, "exact") == data
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "os.write"])
 def test_no_write_is_larger_than_the_slice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
 ) -> None:
     """Chunks of any size, with blocks reserved or not, go out in small writes."""
+    if compiled and _local._write_whole is None:
+        pytest.skip("carmigrate.storage._fastio was not built")
     sizes: list[int] = []
-    real_write = os.write
+    if compiled:
+        real_whole = _local._write_whole
+        assert real_whole is not None
 
-    def write(fd: int, data: bytes | memoryview) -> int:
-        sizes.append(len(data))
-        return real_write(fd, data)
+        def whole(fd: int, view: memoryview, piece: int) -> int:
+            sizes.extend(min(piece, len(view) - o) for o in range(0, len(view), piece))
+            return real_whole(fd, view, piece)
 
-    monkeypatch.setattr(os, "write", write)
+        monkeypatch.setattr(_local, "_write_whole", whole)
+    else:
+        real_write = os.write
+
+        def write(fd: int, data: bytes | memoryview) -> int:
+            sizes.append(len(data))
+            return real_write(fd, data)
+
+        monkeypatch.setattr(_local, "_write_whole", None)
+        monkeypatch.setattr(os, "write", write)
     store = LocalStore(tmp_path)
     small = os.urandom(1 << 20)
     big = os.urandom(_local._PREALLOCATE_MIN + 12345)
@@ -136,6 +152,43 @@ def test_no_write_is_larger_than_the_slice(
     assert sum(sizes) == len(small) + len(big)
     assert read_bytes(store, "small") == small
     assert read_bytes(store, "big") == big
+
+
+@pytest.mark.skipif(_local._write_whole is None, reason="_fastio was not built")
+def test_compiled_write_all_writes_in_pieces_and_reports_errors() -> None:
+    """Each write(2) gets at most ``piece`` bytes (seen as one record each on a
+    SEQPACKET socket); a failed write is an OSError with its errno."""
+    from carmigrate.storage import _fastio  # type: ignore[attr-defined]
+
+    data = os.urandom(200_000)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with left, right:
+        right.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        records: list[bytes] = []
+
+        def drain() -> None:
+            while chunk := right.recv(1 << 20):
+                records.append(chunk)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        assert _fastio.write_all(left.fileno(), memoryview(data), 32 << 10) == len(data)
+        left.shutdown(socket.SHUT_WR)
+        reader.join()
+
+    assert [len(r) for r in records] == [32 << 10] * 6 + [200_000 - 6 * (32 << 10)]
+    assert b"".join(records) == data
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    try:
+        with pytest.raises(OSError, match="Bad file descriptor") as caught:
+            _fastio.write_all(read_end, b"x", 10)
+        assert caught.value.errno == errno.EBADF
+    finally:
+        os.close(read_end)
+    with pytest.raises(ValueError, match="piece"):
+        _fastio.write_all(1, b"x", 0)
 
 
 def _resident_pages(path: Path) -> int:
