@@ -12,6 +12,8 @@ ValueError`` around a parser::
     │   ├── ObjectExists          (also FileExistsError)
     │   ├── InvalidKey            (also ValueError)
     │   ├── ColdObject            needs a restore first; carries restore state
+    │   ├── SizeMismatch          carries .declared and .actual
+    │   ├── ChecksumMismatch      carries .algorithm, .expected and .actual
     │   └── BackendUnavailable    transient
     ├── FormatError               (also ValueError)
     │   ├── CarFormatError        carries .offset
@@ -47,6 +49,7 @@ __all__ = [
     "BlockHashMismatch",
     "CarFormatError",
     "CarmigrateError",
+    "ChecksumMismatch",
     "ColdObject",
     "FormatError",
     "InvalidKey",
@@ -55,6 +58,7 @@ __all__ = [
     "ObjectNotFound",
     "PieceError",
     "PlanError",
+    "SizeMismatch",
     "StorageError",
     "VerificationError",
 ]
@@ -99,6 +103,58 @@ class ObjectExists(StorageError, FileExistsError):
 
 class InvalidKey(StorageError, ValueError):
     """The key is not acceptable to the store (escapes its root, has NUL, ...)."""
+
+
+class SizeMismatch(StorageError):
+    """A write's data was longer or shorter than the size declared for it.
+
+    Nothing was written under the key. Not transient: the same data gives
+    the same length.
+
+    Args:
+        message: What failed, naming the store and key.
+        key: The object key.
+        declared: The size the caller declared.
+        actual: The bytes the data gave; for data longer than declared, as
+            far as the store read before stopping (more than ``declared``).
+    """
+
+    def __init__(
+        self, message: str, *, key: str | None = None, declared: int, actual: int
+    ) -> None:
+        super().__init__(message, key=key, transient=False)
+        self.declared = declared
+        self.actual = actual
+
+
+class ChecksumMismatch(StorageError):
+    """A write's data did not have the checksum the caller expected.
+
+    Nothing was written under the key. Not transient: the same data gives
+    the same digest.
+
+    Args:
+        message: What failed, naming the store and key.
+        key: The object key.
+        algorithm: The digest that differed (``md5``, ``sha256``, ...).
+        expected: The hex digest the caller gave.
+        actual: The hex digest of the data, or ``None`` if it was not
+            computed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        algorithm: str,
+        expected: str,
+        actual: str | None,
+    ) -> None:
+        super().__init__(message, key=key, transient=False)
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
 
 
 class ColdObject(StorageError):

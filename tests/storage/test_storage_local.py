@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from carmigrate.errors import InvalidKey, ObjectExists, ObjectNotFound, StorageError
+from carmigrate.errors import (
+    InvalidKey,
+    ObjectExists,
+    ObjectNotFound,
+    SizeMismatch,
+    StorageError,
+)
 from carmigrate.storage import LocalStore, _local, copy_object, read_bytes
 
 
@@ -105,10 +111,14 @@ def test_preallocated_write_still_checks_the_size(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     size = _local._PREALLOCATE_MIN + 4096
     data = os.urandom(size)
-    with pytest.raises(StorageError, match="declared as"):
+    with pytest.raises(SizeMismatch, match="declared as") as short:
         store.write("short", data[:-1], size=size)
-    with pytest.raises(StorageError, match="declared as"):
+    with pytest.raises(SizeMismatch, match="declared as") as long:
         store.write("long", data + b"x", size=size)
+    assert (short.value.declared, short.value.actual) == (size, size - 1)
+    assert long.value.declared == size
+    assert long.value.actual > size
+    assert not long.value.transient
     assert sorted(os.listdir(tmp_path)) == []
     info = store.write("exact", data, size=size)
     assert info.size == size == os.path.getsize(tmp_path / "exact")

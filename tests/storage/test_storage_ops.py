@@ -11,6 +11,7 @@ import pytest
 
 from carmigrate.errors import (
     BackendUnavailable,
+    ChecksumMismatch,
     ColdObject,
     ObjectExists,
     ObjectNotFound,
@@ -125,11 +126,18 @@ def test_copy_holds_the_destination_to_checksums() -> None:
     src, dst = MemoryStore(), MemoryStore()
     src.write("k", b"v")
 
-    with pytest.raises(StorageError, match="source reports sha256"):
+    with pytest.raises(ChecksumMismatch, match="source reports sha256") as early:
         copy_object(src, "k", dst, checksums={"sha256": "0" * 64})
-    with pytest.raises(StorageError, match="checksum mismatch"):
+    with pytest.raises(ChecksumMismatch, match="checksum mismatch") as late:
         copy_object(src, "k", dst, checksums={"sha1": "0" * 40})
     assert list(dst.list()) == []
+    sha256_v = hashlib.sha256(b"v").hexdigest()
+    assert (early.value.algorithm, early.value.expected) == ("sha256", "0" * 64)
+    assert early.value.actual == sha256_v
+    assert (late.value.algorithm, late.value.expected) == ("sha1", "0" * 40)
+    assert late.value.actual == hashlib.sha1(b"v").hexdigest()
+    assert not early.value.transient
+    assert isinstance(late.value, StorageError)
 
 
 class ShortSource:

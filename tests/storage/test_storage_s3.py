@@ -20,6 +20,7 @@ from storage_helpers import PART, CallLog, S3Server, break_reads, inject_errors
 
 from carmigrate.errors import (
     BackendUnavailable,
+    ChecksumMismatch,
     ColdObject,
     ObjectExists,
     ObjectNotFound,
@@ -193,8 +194,9 @@ def test_checksum_mismatch_aborts_the_multipart_upload(s3: S3Server) -> None:
     store = s3.store()
     data = data_of(4 * PART)
 
-    with pytest.raises(StorageError, match="checksum mismatch"):
+    with pytest.raises(ChecksumMismatch, match="checksum mismatch") as caught:
         store.write("mp", chunks(data), checksums={"sha256": "0" * 64})
+    assert caught.value.actual == hashlib.sha256(data).hexdigest()
 
     with pytest.raises(ObjectNotFound):
         store.stat("mp")

@@ -7,7 +7,7 @@ import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, BinaryIO, Final
 
-from carmigrate.errors import StorageError
+from carmigrate.errors import ChecksumMismatch, SizeMismatch, StorageError
 
 if TYPE_CHECKING:
     from carmigrate.storage._base import BufferLike, WriteData
@@ -95,25 +95,28 @@ class Digests:
 def verify_checksums(
     expected: Mapping[str, str], actual: Mapping[str, str], *, url: str, key: str
 ) -> None:
-    """Raise ``StorageError`` if any expected digest differs from the actual one."""
+    """Raise ``ChecksumMismatch`` if any expected digest differs from the actual one."""
     for algo, want in sorted(expected.items()):
         got = actual.get(algo)
         if got != want:
-            raise StorageError(
+            raise ChecksumMismatch(
                 f"{url}: checksum mismatch for {key!r}: {algo} expected {want}, "
                 f"got {got}; nothing was written",
                 key=key,
-                transient=False,
+                algorithm=algo,
+                expected=want,
+                actual=got,
             )
 
 
-def size_mismatch(url: str, key: str, declared: int, actual: int) -> StorageError:
+def size_mismatch(url: str, key: str, declared: int, actual: int) -> SizeMismatch:
     """The error for a source whose length differs from the declared size."""
-    return StorageError(
+    return SizeMismatch(
         f"{url}: {key!r} was declared as {declared} bytes but the source gave "
         f"{actual}{'+' if actual > declared else ''}; nothing was written",
         key=key,
-        transient=False,
+        declared=declared,
+        actual=actual,
     )
 
 

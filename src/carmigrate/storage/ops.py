@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from carmigrate.errors import ColdObject, ObjectNotFound, StorageError
+from carmigrate.errors import ChecksumMismatch, ColdObject, ObjectNotFound, StorageError
 from carmigrate.storage._base import (
     BufferLike,
     ObjectInfo,
@@ -99,11 +99,13 @@ def _expected(
         if algo not in SUPPORTED_CHECKSUMS:
             continue
         if algo in expected and expected[algo] != digest.lower():
-            raise StorageError(
+            raise ChecksumMismatch(
                 f"{info.key!r}: the source reports {algo} {digest}, but "
                 f"{expected[algo]} was expected; nothing was copied",
                 key=info.key,
-                transient=False,
+                algorithm=algo,
+                expected=expected[algo],
+                actual=digest.lower(),
             )
         expected.setdefault(algo, digest.lower())
     return expected
