@@ -262,6 +262,22 @@ def test_symlinks_are_never_followed(tmp_path: Path) -> None:
     assert list(store.list()) == []
 
 
+def test_stat_sees_only_regular_files(tmp_path: Path) -> None:
+    """A folder or a FIFO under a key is no object; a file's size and mtime are reported."""
+    store = LocalStore(tmp_path)
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "file").write_bytes(b"12345")
+
+    for key in ("folder", "fifo", "missing", "folder/missing"):
+        with pytest.raises(ObjectNotFound):
+            store.stat(key)
+    info = store.stat("file")
+    assert info.size == 5
+    assert info.mtime is not None
+    assert info.mtime.timestamp() == pytest.approx(os.stat(tmp_path / "file").st_mtime)
+
+
 def test_root_may_be_a_symlink(tmp_path: Path) -> None:
     """The root's own links are resolved once, at construction."""
     real = tmp_path / "real"

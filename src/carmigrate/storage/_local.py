@@ -448,10 +448,23 @@ class LocalStore:
     def stat(self, key: str) -> ObjectInfo:
         """Describe an object (see [Store.stat][carmigrate.storage.Store.stat]).
 
-        Reports size and mtime; a plain file keeps no checksums.
+        Reports size and mtime; a plain file keeps no checksums. One
+        ``lstat`` in the opened parent folder, without opening the file.
         """
-        fd, st = self._open_file(key)
-        os.close(fd)
+        parts = self._split(key)
+        dirs = self._open_dirs(key, parts[:-1], create=False)
+        try:
+            st = os.stat(parts[-1], dir_fd=dirs.leaf, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.url}: no object {key!r}", key=key) from None
+        except OSError as e:
+            self._error(e, key, "stat")
+        finally:
+            dirs.close()
+        if stat_mod.S_ISLNK(st.st_mode):
+            raise InvalidKey(f"{self.url}: key {key!r} is a symbolic link", key=key)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise ObjectNotFound(f"{self.url}: no object {key!r}", key=key)
         return ObjectInfo(key=key, size=st.st_size, mtime=_mtime(st))
 
     def open_read(
