@@ -64,8 +64,21 @@ __all__ = [
 ]
 
 
+def _restore(
+    cls: type[CarmigrateError], args: tuple[object, ...], state: dict[str, object]
+) -> CarmigrateError:
+    """Rebuild a pickled error without calling its ``__init__``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class CarmigrateError(Exception):
     """Base class of every error carmigrate raises on purpose.
+
+    Every error pickles with all its attributes (it travels back from
+    process and Dask workers), whatever its constructor asks for.
 
     Attributes:
         transient: ``True`` if retrying the same operation may succeed.
@@ -73,6 +86,9 @@ class CarmigrateError(Exception):
     """
 
     transient: bool = False
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
 class StorageError(CarmigrateError):
