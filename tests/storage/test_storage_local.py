@@ -201,6 +201,40 @@ def test_compiled_write_all_writes_in_pieces_and_reports_errors() -> None:
         _fastio.write_all(1, b"x", 0)
 
 
+_BLOCKED_WRITE = """
+import os, signal
+from carmigrate.storage import _fastio
+
+class Alarm(Exception):
+    pass
+
+def ring(signum, frame):
+    raise Alarm
+
+signal.signal(signal.SIGALRM, ring)
+read_end, write_end = os.pipe()  # nobody reads: the write blocks when it is full
+signal.setitimer(signal.ITIMER_REAL, 0.2)
+try:
+    _fastio.write_all(write_end, bytes(1 << 20), 32 << 10)
+except Alarm:
+    print("interrupted")
+"""
+
+
+@pytest.mark.skipif(_local._write_whole is None, reason="_fastio was not built")
+def test_a_blocked_compiled_write_runs_signal_handlers() -> None:
+    """A handler that raises during a blocked write stops it, as with os.write."""
+    out = subprocess.run(
+        [sys.executable, "-c", _BLOCKED_WRITE],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+
+    assert out.stdout.strip() == "interrupted"
+
+
 def _resident_pages(path: Path) -> int:
     out = subprocess.run(
         ["fincore", "--noheadings", "--bytes", "--output", "PAGES", str(path)],

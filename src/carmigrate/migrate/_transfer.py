@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 __all__ = ["Mode", "Outcome", "StorePair", "Task", "run_task", "run_tasks"]
 
 CHUNK: Final = 256 << 10
-"""Read size of objects over ``_INLINE_CAR`` (smaller ones are read whole). Measured local -> local (1,000 x 1 MiB and 20 x 100 MiB CARs, 2
+"""Read size, but for CARs held for their check (read whole). Measured local -> local (1,000 x 1 MiB and 20 x 100 MiB CARs, 2
 cores): 1 MiB chunks cost about twice the kernel time of 256 KiB ones (page
 cache copies of large writes), and a chunk this size stays in a core's L2
 cache while it is hashed, checked and written."""
@@ -320,6 +320,7 @@ class _Digester:
         # inline: the chunks are held and checked in finish(); if more bytes
         # come than the size promised, the check switches to streaming
         self._car_chunks: list[bytes] | None = [] if inline else None
+        self.holds = inline
         # commP of a held CAR runs once over the whole object in finish():
         # one call into the core, no staging of partial chunks
         self._commp_later = inline and self._commp is not None
@@ -818,10 +819,12 @@ class _Worker:
                             dig,
                             judge,
                             identical_to,
-                            # an object that is held anyway is read in one
-                            # piece (one more byte shows one that grew):
-                            # 1,000 x 1 MiB with commP, 3.53 -> 3.15 s
-                            info.size + 1 if info.size <= _INLINE_CAR else CHUNK,
+                            # a CAR that is held anyway is read in one piece
+                            # (one more byte shows one that grew): 1,000 x
+                            # 1 MiB with commP, 3.53 -> 3.15 s
+                            info.size + 1
+                            if dig.holds and info.size <= _INLINE_CAR
+                            else CHUNK,
                         ),
                         size=info.size if self.policy.wants(Check.SIZE) else None,
                         if_absent=not replacing and conditional,
@@ -835,8 +838,9 @@ class _Worker:
                         same.facts, [*checks, "compare"], car_check, **fidelity
                     )
                 except CarmigrateError as e:
-                    if e.transient and dig.count == info.size:
-                        # the answer may have been lost after the write completed
+                    if e.transient and dig.facts is not None:
+                        # every byte went to the writer, so the answer may
+                        # have been lost after the write completed
                         self.wrote_maybe = True
                     if isinstance(e, StorageError) and not isinstance(e, _Rejected):
                         e.offset = dig.count  # type: ignore[attr-defined]

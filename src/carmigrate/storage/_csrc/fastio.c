@@ -16,8 +16,10 @@
 
 PyDoc_STRVAR(write_all_doc,
              "write_all(fd, data, piece) -> int\n\n"
-             "Write all of data to fd, at most piece bytes per write(2), retrying\n"
-             "interrupted and short writes; the GIL is released throughout.\n"
+             "Write all of data to fd, at most piece bytes per write(2), going on\n"
+             "after short writes; the GIL is released while writing. An interrupted\n"
+             "write runs the signal handlers, as os.write does, and is retried\n"
+             "unless one raised.\n"
              "Returns len(data). Raises OSError with the errno of a failed write\n"
              "(bytes before it are written) and ValueError for piece < 1.");
 
@@ -34,18 +36,31 @@ static PyObject *py_write_all(PyObject *Py_UNUSED(self), PyObject *args) {
     const char *p = view.buf;
     Py_ssize_t left = view.len;
     int err = 0;
-    Py_BEGIN_ALLOW_THREADS
     while (left > 0) {
-        ssize_t n = write(fd, p, (size_t)(left < piece ? left : piece));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            err = errno;
-            break;
+        ssize_t n;
+        Py_BEGIN_ALLOW_THREADS
+        do {
+            n = write(fd, p, (size_t)(left < piece ? left : piece));
+            if (n > 0) {
+                p += n;
+                left -= n;
+            }
+        } while (left > 0 && n > 0);
+        if (n < 0) err = errno;
+        Py_END_ALLOW_THREADS
+        if (n < 0 && err == EINTR) {
+            /* as os.write does (PEP 475): run the signal handlers, stop if
+             * one raised, else go on */
+            if (PyErr_CheckSignals() < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+            err = 0;
+            continue;
         }
-        p += n;
-        left -= n;
+        if (n == 0 && left > 0) err = EIO; /* write(2) wrote nothing: never loop */
+        break;
     }
-    Py_END_ALLOW_THREADS
     Py_ssize_t total = view.len;
     PyBuffer_Release(&view);
     if (err) {
