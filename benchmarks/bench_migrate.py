@@ -19,7 +19,8 @@ Times include listing and planning. The table gives each tool's best time
 and, for carmigrate, the range of its speed relative to rclone's in the same
 round. The destination is emptied and
 ``sync(2)`` called between runs (not timed; see ``fresh``); every tool runs
-``--repeat`` times, interleaved, and the best time counts. Both tools read
+``--repeat`` times, interleaved, each round starting with the next tool in
+turn, and the best time counts. Both tools read
 the source once and drop its pages from the page cache as they go (rclone
 always does; carmigrate's ``LocalStore(cache_reads=False)``, which the CLI
 uses for a local source), so neither leaves the source cached for the next. Neither rclone nor carmigrate
@@ -270,19 +271,30 @@ def main() -> None:
         # rclone's time over the tool's, round by round: the machine drifts
         # between rounds, less within one
         paired: dict[str, list[float]] = {label: [] for label, _, _ in tools}
-        for _ in range(repeat):
-            fresh(dst)
-            t_rclone = run_rclone(src, dst, args.transfers)
-            check_copy(src, dst)
-            best["rclone"] = min(best.get("rclone", t_rclone), t_rclone)
-            for label, commp, fsync in tools:
+        entries: list[tuple[str, bool, bool] | None] = [None, *tools]  # None: rclone
+        for round_no in range(repeat):
+            # each round starts with a different tool, so that no tool always
+            # runs first or last (a run can leave memory in a state that
+            # helps or hurts the next one)
+            shift = round_no % len(entries)
+            times: dict[str, float] = {}
+            for entry in entries[shift:] + entries[:shift]:
                 fresh(dst)
+                if entry is None:
+                    t = run_rclone(src, dst, args.transfers)
+                    check_copy(src, dst)
+                    times["rclone"] = t
+                    best["rclone"] = min(best.get("rclone", t), t)
+                    continue
+                label, commp, fsync = entry
                 t, t_plan = measure_carmigrate(src, dst, args.transfers, commp, fsync)
                 check_copy(src, dst)
-                paired[label].append(t_rclone / t)
+                times[label] = t
                 if t < best.get(label, float("inf")):
                     best[label] = t
                     plans[label] = t_plan
+            for label, _, _ in tools:
+                paired[label].append(times["rclone"] / times[label])
         fresh(dst)
         what = f"{count} x {size // MIB} MiB"
         base = nbytes / best["rclone"]
