@@ -186,10 +186,7 @@ class _Batch:
             if got == mv[start - 32 : start]:
                 tally.verified += 1
                 continue
-            cid = CID.read(mv, body)[0]
-            tally.mismatches.append(BlockHashMismatch(str(cid), offset=start))
-            if not self.all_mismatches:
-                raise _Stop
+            tally.mismatch(CID.read(mv, body)[0], start, stop=not self.all_mismatches)
 
 
 class _Hashing(io.RawIOBase):
@@ -270,6 +267,12 @@ class _Tally:
         self.complete = False
         self.first_unverifiable: int | None = None
 
+    def mismatch(self, cid: object, offset: int, *, stop: bool) -> None:
+        """Record a block that does not match ``cid``; raise ``_Stop`` if ``stop``."""
+        self.mismatches.append(BlockHashMismatch(str(cid), offset=offset))
+        if stop:
+            raise _Stop
+
 
 class _Stop(Exception):
     """The first mismatch was found and verification stops there."""
@@ -332,11 +335,9 @@ class _Pipeline:
             if got == digest:
                 tally.verified += 1
             else:
-                tally.mismatches.append(
-                    BlockHashMismatch(str(CID.from_bytes(cid_bytes)), offset=offset)
+                tally.mismatch(
+                    CID.from_bytes(cid_bytes), offset, stop=not self.all_mismatches
                 )
-                if not self.all_mismatches:
-                    raise _Stop
 
     def settle_buffer(self, buf: bytearray) -> None:
         last = -1
@@ -506,11 +507,7 @@ def _scan(
                     tally.unverifiable += 1
                     tally.unverifiable_hashes.add(cid.hash_code)
                 else:
-                    tally.mismatches.append(
-                        BlockHashMismatch(str(cid), offset=inp.base + dstart)
-                    )
-                    if not all_mismatches:
-                        raise _Stop
+                    tally.mismatch(cid, inp.base + dstart, stop=not all_mismatches)
         except CarFormatError:
             # Blocks before the error still count, and an earlier mismatch wins.
             if settle is not None:
@@ -597,15 +594,11 @@ def verify_car(
     roots: tuple[CID, ...] = ()
     error: CarFormatError | None = None
     index_checked = False
-    whole: memoryview | None = None
+    in_memory = isinstance(source, bytes | bytearray | memoryview)
     hashing: _Hashing | None = None
     batch: _Batch | None = None
-    if isinstance(source, bytes | bytearray | memoryview):
-        whole = memoryview(source)
-        if whole.format != "B" or whole.ndim != 1:
-            whole = whole.cast("B")
-    elif sha256:
-        hashing = _Hashing(source)
+    if sha256 and not in_memory:
+        hashing = _Hashing(cast("BinaryIO", source))
         source = cast("BinaryIO", hashing)
     try:
         inp, header = open_input(source, limits)
@@ -614,8 +607,8 @@ def verify_car(
         want_index = check_index and v2 is not None and v2.has_index
         if want_index:
             tally.sections = []
-        if whole is not None and SHA256_RANGES_NATIVE:
-            batch = _Batch(whole, tally, all_mismatches=all_mismatches, whole=sha256)
+        if in_memory and SHA256_RANGES_NATIVE:
+            batch = _Batch(inp.mv, tally, all_mismatches=all_mismatches, whole=sha256)
         _scan(
             inp,
             limits,
@@ -639,9 +632,8 @@ def verify_car(
             digest = hashing.drain()
         elif batch is not None and batch.whole_digest is not None:
             digest = batch.whole_digest.hex()
-        else:
-            assert whole is not None
-            digest = hashlib.sha256(whole).hexdigest()
+        else:  # in memory: hashlib takes any contiguous buffer
+            digest = hashlib.sha256(cast("bytes", source)).hexdigest()
     return VerifyResult(
         version=version,
         roots=roots,

@@ -58,11 +58,11 @@ if TYPE_CHECKING:
 __all__ = ["Mode", "Outcome", "StorePair", "Task", "run_task", "run_tasks"]
 
 CHUNK: Final = 256 << 10
-"""Read size, but for CARs held for their check (read whole). Measured local -> local (1,000 x 1 MiB and 20 x 100 MiB CARs, 2
-cores): 1 MiB chunks cost about twice the kernel time of 256 KiB ones (page
-cache copies of large writes), and a chunk this size stays in a core's L2
-cache while it is hashed, checked and written."""
-
+"""Read size, but for CARs held for their check (read whole). Measured local ->
+local (1,000 x 1 MiB and 20 x 100 MiB CARs, 2 cores): 1 MiB chunks cost about
+twice the kernel time of 256 KiB ones (page cache copies of large writes), and
+a chunk this size stays in a core's L2 cache while it is hashed, checked and
+written."""
 _PIPE_DEPTH: Final = 8
 _INLINE_CAR: Final = 8 << 20
 """CARs up to this size are checked in the worker's own thread once their bytes
@@ -389,7 +389,9 @@ class _Digester:
                 self._commp.update(data)
                 self._commp_later = False
             car = verify_car(data, check_index=False, sha256=self._sha256_later)
-            sha256 = car.sha256
+            sha256 = car.sha256  # None unless computed there
+        if sha256 is None and self._sha256 is not None:
+            sha256 = self._sha256.hexdigest()
         piece = v2 = None
         if self._commp is not None:
             info = self._commp.piece_info()
@@ -398,9 +400,7 @@ class _Digester:
         return _Facts(
             size=self.count,
             md5=None if self._md5 is None else self._md5.hexdigest(),
-            sha256=sha256
-            if sha256 is not None or self._sha256 is None
-            else self._sha256.hexdigest(),
+            sha256=sha256,
             car=car,
             piece_cid=piece,
             piece_cid_v2=v2,

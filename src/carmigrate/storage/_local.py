@@ -79,6 +79,17 @@ _write_whole = _load_write_whole()
 """Writes a chunk in ``_WRITE_SLICE`` pieces with the GIL given up once: with
 four workers, one ``os.write`` per piece meant one wait for the GIL per 32 KiB."""
 
+
+def _write_pieces(fd: int, data: BufferLike) -> None:
+    """Write all of ``data`` to ``fd``, at most ``_WRITE_SLICE`` per ``write(2)``."""
+    view = memoryview(data).cast("B")
+    if _write_whole is not None:
+        _write_whole(fd, view, _WRITE_SLICE)
+        return
+    while view:
+        view = view[os.write(fd, view[:_WRITE_SLICE]) :]
+
+
 _PREALLOCATE_MIN: Final = 8 << 20
 """Objects of a known size at least this large get their blocks reserved first.
 
@@ -612,13 +623,8 @@ class LocalStore:
             self._error(e, key, "write")
 
     def _write_all(self, fd: int, chunk: BufferLike, key: str) -> None:
-        view = memoryview(chunk).cast("B")
         try:
-            if _write_whole is not None:
-                _write_whole(fd, view, _WRITE_SLICE)
-                return
-            while view:
-                view = view[os.write(fd, view[:_WRITE_SLICE]) :]
+            _write_pieces(fd, chunk)
         except OSError as e:
             self._error(e, key, "write")
 
@@ -890,7 +896,5 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> int:
             ):
                 raise
     data = os.pread(src, count, offset)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(dst, view[:_WRITE_SLICE]) :]
+    _write_pieces(dst, data)
     return len(data)
