@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "reference"
 
 PUBLIC_MODULES = sorted(
-    ["carmigrate.errors"]
+    ["carmigrate.errors", "carmigrate.digests"]
     + [
         f"carmigrate.{m.name}"
         for m in pkgutil.iter_modules(carmigrate.__path__)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, BinaryIO, Final
 
+from carmigrate.digests import MultiHasher, algorithm_names, normalize_digests
 from carmigrate.errors import ChecksumMismatch, SizeMismatch, StorageError
 
 if TYPE_CHECKING:
@@ -29,11 +29,9 @@ __all__ = [
 DEFAULT_CHUNK_SIZE: Final = 1024 * 1024
 """Chunk size for streaming copies (1 MiB)."""
 
-SUPPORTED_CHECKSUMS: Final = ("md5", "sha1", "sha256", "sha512")
-"""Algorithms accepted in ``write(checksums=...)``, by their hashlib names."""
-
-_DIGEST_HEX_LENGTHS: Final = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
-_HEX = frozenset("0123456789abcdef")
+SUPPORTED_CHECKSUMS: Final = algorithm_names()
+"""Algorithms accepted in ``write(checksums=...)``: every name in the digest
+registry ([carmigrate.digests][]) at import time."""
 
 
 def normalize_checksums(checksums: Mapping[str, str] | None) -> dict[str, str]:
@@ -43,53 +41,23 @@ def normalize_checksums(checksums: Mapping[str, str] | None) -> dict[str, str]:
     fail before anything is written.
 
     Args:
-        checksums: Expected digests by algorithm name (any case), as hex.
+        checksums: Expected digests by algorithm name (any spelling the
+            registry accepts, e.g. ``"SHA-256"``), as hex.
 
     Returns:
-        A new dict: algorithm names from
-        [SUPPORTED_CHECKSUMS][carmigrate.storage.SUPPORTED_CHECKSUMS] to
-        lowercase hex digests (empty for ``None``).
+        A new dict: registry names (see [carmigrate.digests][]) to lowercase
+        hex digests (empty for ``None``).
 
     Raises:
         ValueError: An unknown algorithm, or a digest that is not hex of the
             algorithm's length.
     """
-    out: dict[str, str] = {}
-    for name, digest in (checksums or {}).items():
-        algo = name.lower()
-        if algo not in _DIGEST_HEX_LENGTHS:
-            raise ValueError(
-                f"unsupported checksum algorithm {name!r}; "
-                f"use one of {', '.join(SUPPORTED_CHECKSUMS)}"
-            )
-        value = digest.lower()
-        if len(value) != _DIGEST_HEX_LENGTHS[algo] or not set(value) <= _HEX:
-            raise ValueError(f"{algo} digest {digest!r} is not a hex {algo} digest")
-        out[algo] = value
-    return out
+    return normalize_digests(checksums)
 
 
-class Digests:
-    """Incremental digests of several algorithms over the same bytes.
-
-    State: one hashlib object per algorithm.
-    """
-
-    __slots__ = ("_hashers",)
-
-    def __init__(self, algorithms: Iterable[str]) -> None:
-        self._hashers = {
-            a: hashlib.new(a, usedforsecurity=False) for a in sorted(set(algorithms))
-        }
-
-    def update(self, chunk: BufferLike) -> None:
-        """Feed the next bytes."""
-        for h in self._hashers.values():
-            h.update(chunk)
-
-    def hexdigests(self) -> dict[str, str]:
-        """The digests so far, as lowercase hex, by algorithm."""
-        return {a: h.hexdigest() for a, h in self._hashers.items()}
+Digests = MultiHasher
+"""Incremental digests of several algorithms over the same bytes (the registry's
+[MultiHasher][carmigrate.digests.MultiHasher])."""
 
 
 def verify_checksums(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, BinaryIO, final
 
 import attrs
 
+from carmigrate.digests import algorithm
 from carmigrate.errors import ObjectExists, ObjectNotFound, StorageError
 from carmigrate.storage._base import Capabilities, ObjectInfo, Store, WriteData
 from carmigrate.storage._io import (
@@ -127,7 +128,7 @@ class MemoryStore:
         }
         for algo in expected:
             if algo not in digests:
-                digests[algo] = hashlib.new(algo, body).hexdigest()
+                digests[algo] = algorithm(algo).digest(body)
         verify_checksums(expected, digests, url=self.url, key=key)
         info = ObjectInfo(
             key=key,
