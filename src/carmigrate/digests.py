@@ -26,15 +26,17 @@ from __future__ import annotations
 import hashlib
 import threading
 import zlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, Protocol, cast, final
 
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
     "DigestAlgorithm",
+    "DigestMap",
     "Hasher",
     "MultiHasher",
     "algorithm",
@@ -383,3 +385,73 @@ class MultiHasher:
 
     def __bool__(self) -> bool:
         return bool(self._hashers)
+
+
+@final
+class DigestMap(Mapping[str, str]):
+    """Digests of one object: an immutable, hashable, picklable mapping in canonical form.
+
+    Keys are registry names, values lowercase hex of the right length, in
+    name order; iteration, equality with any mapping, ``hash`` and pickling
+    work as for a frozen value. Used for the ``digests`` of plan items and
+    ledger records.
+
+    Args:
+        digests: Digests by any spelling of their names (validated by
+            [normalize_digests][carmigrate.digests.normalize_digests]).
+
+    Raises:
+        ValueError: An unknown algorithm or a malformed digest.
+    """
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, digests: Mapping[str, str] | None = None) -> None:
+        self._data: dict[str, str] = (
+            dict(digests._data)
+            if isinstance(digests, DigestMap)
+            else normalize_digests(digests)
+        )
+        self._hash: int | None = None
+
+    @classmethod
+    def _trusted(cls, data: dict[str, str]) -> DigestMap:
+        """Wrap a dict already in canonical form (no checks; internal)."""
+        out = cls.__new__(cls)
+        out._data = data
+        out._hash = None
+        return out
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(self._data.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DigestMap):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"DigestMap({self._data!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (DigestMap._trusted, (self._data,))
+
+    def to_dict(self) -> dict[str, str]:
+        """A plain ``dict`` copy (for JSON)."""
+        return dict(self._data)

@@ -621,3 +621,54 @@ def test_demo_runs_and_a_second_run_copies_nothing(
 
     assert demo.main([*args, "--fresh"]) == 0
     assert "wrote " in capsys.readouterr().out
+
+
+def test_verify_and_record_take_any_registered_digest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bucket: dict[str, bytes]
+) -> None:
+    """``--verify car,sha512,adler32,commp`` and ``--record`` name digests of the
+    registry; an unknown name is a usage error that lists the known ones."""
+    import zlib
+
+    plan_file, _ = _plan(
+        capsys,
+        tmp_path,
+        "--verify",
+        "car,SHA-512,adler32,commp",
+        "--record",
+        "sha512,ADLER32",
+    )
+    header = json.loads(Path(plan_file).read_text().splitlines()[0])
+    assert header["verification"]["checks"] == [
+        "adler32",
+        "car",
+        "commp",
+        "sha512",
+        "size",
+    ]
+    assert header["verification"]["record"] == ["adler32", "sha512"]
+    ledger = str(tmp_path / "ledger.db")
+    code, _, err = cli(capsys, "run", plan_file, "--ledger", ledger)
+    assert code == 1, err  # the broken CAR
+    with Ledger(ledger, readonly=True) as led:
+        rec = led.find("b/notes.txt")
+    assert rec is not None
+    assert rec.digests["sha512"] == hashlib.sha512(b"not a CAR").hexdigest()
+    assert rec.digests["adler32"] == f"{zlib.adler32(b'not a CAR'):08x}"
+
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "plan",
+                str(tmp_path / "src"),
+                str(tmp_path / "d2"),
+                "-o",
+                "p2",
+                "--verify",
+                "car,crc64",
+            ]
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown check 'crc64'" in err
+    assert "sha512" in err

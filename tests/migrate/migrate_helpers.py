@@ -68,8 +68,7 @@ def ledger_snapshot(ledger: Ledger) -> dict[str, tuple[Any, ...]]:
     return {
         r.item.key: (
             r.state.value,
-            r.sha256,
-            r.md5,
+            r.digests,
             r.created,
             r.replaced,
             tuple(c for c in r.checks if c != "compare"),

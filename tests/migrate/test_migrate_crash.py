@@ -363,7 +363,7 @@ def test_more_bytes_than_planned_switch_the_check_to_streaming() -> None:
     car = make_car(3, seed=b"grown", block_size=_INLINE_CAR // 2)
     chunk = 1 << 20
     for data, ok in ((car, True), (corrupt(car), False)):
-        dig = _Digester(md5=False, car=True, commp=True, size=1000)
+        dig = _Digester(car=True, commp=True, size=1000)
         facts = None
         stopped = ""
         try:

@@ -9,9 +9,17 @@ from hypothesis import strategies as st
 from carmigrate.errors import PlanError
 from carmigrate.migrate import Action, ListingEntry, compare, diff
 
-digests = st.sampled_from(["a" * 32, "b" * 32, None])
+md5s = st.sampled_from(["a" * 32, "b" * 32, None])
 shas = st.sampled_from(["a" * 64, "b" * 64, None])
-entry_fields = st.tuples(st.integers(0, 3), digests, shas)
+adlers = st.sampled_from(["0000000a", "0000000b", None])
+entry_fields = st.tuples(st.integers(0, 3), md5s, shas, adlers)
+
+
+def _digests(
+    md5: str | None, sha: str | None, adler: str | None
+) -> dict[str, str] | None:
+    out = {k: v for k, v in (("md5", md5), ("sha256", sha), ("adler32", adler)) if v}
+    return out or None
 
 
 @st.composite
@@ -23,11 +31,11 @@ def listings(draw: st.DrawFn) -> tuple[list[ListingEntry], list[ListingEntry]]:
     for name in sorted(names):
         side = draw(st.sampled_from(["src", "dst", "both"]))
         if side in ("src", "both"):
-            size, md5, sha = draw(entry_fields)
-            src.append(ListingEntry(name, size, None, md5, sha))
+            size, *ds = draw(entry_fields)
+            src.append(ListingEntry.checked(name, size, None, _digests(*ds)))
         if side in ("dst", "both"):
-            size, md5, sha = draw(entry_fields)
-            dst.append(ListingEntry(name, size, None, md5, sha))
+            size, *ds = draw(entry_fields)
+            dst.append(ListingEntry.checked(name, size, None, _digests(*ds)))
     return src, dst
 
 
@@ -57,16 +65,17 @@ def test_skip_only_when_proven(pair) -> None:
     for d in diff(src, dst):
         if d.action is Action.SKIP:
             s, t = d.source, d.destination
-            common = [
-                (a, b) for a, b in ((s.md5, t.md5), (s.sha256, t.sha256)) if a and b
-            ]
+            sd, td = s.digests or {}, t.digests or {}
+            common = [(sd[n], td[n]) for n in sd if n in td]
             assert common
             assert all(a == b for a, b in common)
 
 
 def test_compare_rules() -> None:
     """Size first, then every common digest; nothing common means VERIFY."""
-    e = ListingEntry
+
+    def e(key: str, size: int, etag: str | None = None, **digests: str) -> ListingEntry:
+        return ListingEntry.checked(key, size, etag, digests)
 
     assert (
         compare(e("k", 1, md5="a" * 32), e("k", 2, md5="a" * 32))[0] is Action.CONFLICT
@@ -90,6 +99,19 @@ def test_compare_rules() -> None:
         Action.VERIFY,
         None,
     )
+    # any registered digest counts, and the reason names the strongest one
+    assert compare(
+        e("k", 1, adler32="0000000a", sha512="c" * 128),
+        e("k", 1, adler32="0000000a", sha512="c" * 128, md5="d" * 32),
+    ) == (Action.SKIP, "same size and sha512")
+    assert compare(
+        e("k", 1, adler32="0000000a", sha1="c" * 40),
+        e("k", 1, adler32="0000000b", sha1="c" * 40),
+    ) == (Action.CONFLICT, "adler32 differs")
+    assert compare(
+        e("k", 1, md5="a" * 32, sha256="a" * 64),
+        e("k", 1, md5="b" * 32, sha256="c" * 64),
+    ) == (Action.CONFLICT, "sha256 differs")
     # equal ETags prove nothing
     assert compare(e("k", 1, etag="x-2"), e("k", 1, etag="x-2")) == (
         Action.VERIFY,

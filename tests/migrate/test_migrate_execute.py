@@ -401,3 +401,105 @@ def test_verify_after_the_source_moved_on(tmp_path) -> None:
         assert rep.ok
         assert led.find("k").state is ItemState.VERIFIED
         assert "checked against the planned digests" in led.find("k").reason
+
+
+def _digest_fixture(tmp_path, data: dict[str, bytes]):
+    src = LocalStore(tmp_path / "s", create=True)
+    dst = LocalStore(tmp_path / "d", create=True)
+    fill(src, data)
+    return src, dst
+
+
+def test_any_digest_the_source_vouches_for_is_compared(tmp_path) -> None:
+    """A listing that vouches for SHA-512 and Adler-32 (a BagIt manifest, ownCloud's
+    checksums) is compared in the one read; a lie fails and nothing is published."""
+    import hashlib
+    import zlib
+
+    from carmigrate.migrate import ListingEntry
+
+    data = {"a.bin": b"alpha" * 1000, "b.bin": b"bravo" * 1000}
+    src, dst = _digest_fixture(tmp_path, data)
+    listing = [
+        ListingEntry.checked(
+            k,
+            len(v),
+            digests={
+                "SHA512": hashlib.sha512(v).hexdigest(),
+                "ADLER32": f"{zlib.adler32(v):08x}",
+            },
+        )
+        for k, v in sorted(data.items())
+    ]
+    # the manifest lies about b.bin's SHA-512
+    listing[1] = ListingEntry.checked(
+        "b.bin",
+        len(data["b.bin"]),
+        digests={"sha512": "0" * 128, "adler32": f"{zlib.adler32(data['b.bin']):08x}"},
+    )
+    policy = VerificationPolicy(checks=["size", "SHA-512", "adler32"])
+    p = plan(src, dst, source_listing=listing, verification=policy)
+    assert p.header.verification.checks == ("adler32", "sha512", "size")
+    with Ledger(tmp_path / "l.db") as ledger:
+        execute(p, ledger, source=src, destination=dst)
+        a = ledger.find("a.bin")
+        b = ledger.find("b.bin")
+
+    assert a is not None
+    assert b is not None
+    assert a.state is ItemState.VERIFIED
+    assert set(a.checks) == {"adler32:source", "sha512:source"}
+    assert a.digests == {
+        "adler32": f"{zlib.adler32(data['a.bin']):08x}",
+        "sha256": hashlib.sha256(data["a.bin"]).hexdigest(),
+        "sha512": hashlib.sha512(data["a.bin"]).hexdigest(),
+    }
+    assert b.state is ItemState.FAILED
+    assert "sha512" in (b.reason or "")
+    assert "0" * 128 in (b.reason or "")
+    assert keys(dst) == ["a.bin"]
+
+
+def test_recorded_digests_without_a_voucher_stay_unverifiable(tmp_path) -> None:
+    """Digests the policy records are computed for every object, but compare
+    nothing: with no truth, the item is UNVERIFIABLE, never VERIFIED; verify
+    later checks the destination against every recorded digest."""
+    import hashlib
+
+    data = {"x/one.txt": b"one" * 300, "x/two.txt": b"two" * 300}
+    src, dst = _digest_fixture(tmp_path, data)
+    policy = VerificationPolicy(checks=["size"], record=["sha512", "adler32", "md5"])
+    p = plan(src, dst, verification=policy)
+    with Ledger(tmp_path / "l.db") as ledger:
+        execute(p, ledger, source=src, destination=dst)
+        recs = {r.item.key: r for r in ledger.items()}
+        for k, v in data.items():
+            assert recs[k].state is ItemState.UNVERIFIABLE
+            assert recs[k].checks == ()
+            assert set(recs[k].digests) == {"adler32", "md5", "sha256", "sha512"}
+            assert recs[k].digests["sha512"] == hashlib.sha512(v).hexdigest()
+        # same size, other bytes: verify names a recorded digest that differs
+        path = tmp_path / "d" / "x" / "two.txt"
+        path.write_bytes(b"TWO" * 300)
+        rep = verify(p, ledger, source=src, destination=dst)
+        two = ledger.find("x/two.txt")
+
+    assert two is not None
+    assert two.state is ItemState.FAILED
+    assert "differs from the" in (two.reason or "")
+    assert [k for k, _ in rep.mismatches] == ["x/two.txt"]
+    assert not rep.ok
+
+
+def test_policy_names_are_checked_and_normalised() -> None:
+    from carmigrate.errors import PlanError
+
+    p = VerificationPolicy(checks=["SHA-256", Check.CAR, "Adler32", "commp"])
+    assert p.checks == ("adler32", "car", "commp", "sha256")
+    assert p.digests == ("adler32", "sha256")
+    assert p.wants(Check.SHA256)
+    assert p.wants("adler32")
+    with pytest.raises(PlanError, match="unknown check 'crc64'"):
+        VerificationPolicy(checks=["crc64"])
+    with pytest.raises(PlanError, match="is a check, not a digest"):
+        VerificationPolicy(record=["car"])

@@ -91,7 +91,7 @@ def test_transitions_are_checked(ledger: Ledger) -> None:
         seq,
         ItemState.VERIFIED,
         attempts_inc=2,
-        sha256="ab",
+        digests={"sha256": "ab" * 32},
         created=True,
         checks=("car",),
         carried=("metadata:a",),
@@ -103,7 +103,7 @@ def test_transitions_are_checked(ledger: Ledger) -> None:
     assert rec.state is ItemState.VERIFIED
     assert rec.attempts == 3
     assert (rec.sha256, rec.created, rec.checks, rec.lost) == (
-        "ab",
+        "ab" * 32,
         True,
         ("car",),
         ("mtime",),

@@ -95,12 +95,20 @@ def test_listing_entry_takes_only_vouched_digests() -> None:
         key="k", size=1, etag="x", checksums={"md5": "A" * 32, "sha256": "b" * 64}
     )
 
-    assert ListingEntry.from_info(multipart).md5 is None
-    assert ListingEntry.from_info(single).md5 == "a" * 32
-    assert ListingEntry.from_info(single).sha256 == "b" * 64
+    assert ListingEntry.from_info(multipart).digests is None
+    assert ListingEntry.from_info(single).digests == {
+        "md5": "a" * 32,
+        "sha256": "b" * 64,
+    }
     assert (
-        ListingEntry.checked("k", 1, md5="0123456789abcdef0123456789abcdef-3").md5
+        ListingEntry.checked(
+            "k", 1, digests={"md5": "0123456789abcdef0123456789abcdef-3"}
+        ).digests
         is None
     )
-    assert ListingEntry.checked("k", 1, md5="z" * 32).md5 is None
+    assert ListingEntry.checked("k", 1, digests={"md5": "z" * 32}).digests is None
+    # names from other systems, unknown algorithms dropped
+    assert ListingEntry.checked(
+        "k", 1, digests={"SHA-512": "F" * 128, "ADLER32": "0000000A", "crc64": "00"}
+    ).digests == {"adler32": "0000000a", "sha512": "f" * 128}
     assert ListingEntry.checked("k", "5").size == 5

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from migrate_helpers import fill
 
+from carmigrate.digests import algorithm, algorithm_names
 from carmigrate.errors import PlanError
 from carmigrate.migrate import (
     FORMAT_VERSION,
@@ -33,11 +35,24 @@ from carmigrate.migrate import (
     save_plan,
     serde,
 )
-from carmigrate.migrate._plan import item_line_fast
 from carmigrate.storage import MemoryStore
 
 text = st.text(max_size=20)
 opt_text = st.none() | text
+digest_maps = st.dictionaries(
+    st.sampled_from(algorithm_names()), st.just(None), max_size=4
+).flatmap(
+    lambda names: st.fixed_dictionaries(
+        {
+            n: st.text(
+                "0123456789abcdef",
+                min_size=algorithm(n).hex_length,
+                max_size=algorithm(n).hex_length,
+            )
+            for n in names
+        }
+    )
+)
 items = st.builds(
     PlanItem,
     source_key=opt_text,
@@ -46,8 +61,7 @@ items = st.builds(
     action=st.sampled_from(Action),
     stage=text,
     cohort=text,
-    md5=opt_text,
-    sha256=opt_text,
+    digests=digest_maps,
     etag=opt_text,
     cold=st.booleans(),
     destination_size=st.none() | st.integers(0, 2**62),
@@ -61,21 +75,8 @@ items = st.builds(
 def test_item_line_is_canonical_json_of_the_converter(item: PlanItem) -> None:
     """The fast line encoders equal canonical_json(unstructure(item)) and decode back."""
     line = serde.encode_item(item)
-    fast = item_line_fast(
-        item.action,
-        item.cohort,
-        item.stage,
-        item.cold,
-        item.destination_key,
-        item.destination_size,
-        item.etag,
-        item.md5,
-        item.new_id,
-        item.reason,
-        item.sha256,
-        item.size,
-        item.source_id,
-        item.source_key,
+    fast = serde.item_line(
+        **{f.name: getattr(item, f.name) for f in attrs.fields(PlanItem)}
     )
 
     assert line == serde.canonical_json(serde.unstructure(item))

@@ -32,6 +32,7 @@ import attrs
 
 from carmigrate import migrate
 from carmigrate.cli._args import positive_float, positive_int
+from carmigrate.digests import algorithm_names
 from carmigrate.errors import CarmigrateError, PlanError
 from carmigrate.storage import open_store
 
@@ -50,19 +51,27 @@ Handler = Callable[[argparse.Namespace], int]
 # ----------------------------------------------------------------------
 # argument types
 
+_DIGESTS = ", ".join(algorithm_names())
 
-def _checks(text: str) -> tuple[migrate.Check, ...]:
-    names = [t.strip().lower() for t in text.split(",") if t.strip()]
-    known = ", ".join(c.value for c in migrate.Check)
+
+def _checks(text: str) -> tuple[str, ...]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
-        raise argparse.ArgumentTypeError(f"name at least one check of: {known}")
-    try:
-        return tuple(migrate.Check(n) for n in names)
-    except ValueError:
-        bad = [n for n in names if n not in {c.value for c in migrate.Check}]
         raise argparse.ArgumentTypeError(
-            f"unknown check(s) {', '.join(bad)}; known: {known}"
-        ) from None
+            f"name at least one check: size, car, commp or a digest ({_DIGESTS})"
+        )
+    try:
+        return migrate.VerificationPolicy(checks=names).checks
+    except PlanError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _digest_list(text: str) -> tuple[str, ...]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        return migrate.VerificationPolicy(record=names).record
+    except PlanError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _stage_by(text: str) -> migrate.CohortRule:
@@ -150,9 +159,15 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--verify",
         type=_checks,
         metavar="CHECKS",
-        help="comma-separated checks: "
-        + ", ".join(c.value for c in migrate.Check)
-        + " (size is always added; default: size,md5,sha256,car)",
+        help="comma-separated checks: size, car, commp, and any digest the source "
+        f"may vouch for ({_DIGESTS}); size is always added; default: size,md5,sha256,car",
+    )
+    p.add_argument(
+        "--record",
+        type=_digest_list,
+        metavar="DIGESTS",
+        help="comma-separated digests to compute and record for every object, "
+        "vouched for or not (e.g. sha512,adler32); sha256 is always recorded",
     )
     p.add_argument(
         "--car-pattern",
@@ -598,9 +613,9 @@ def _sorted_states(
 def _plan(args: argparse.Namespace) -> int:
     verification = migrate.VerificationPolicy()
     if args.verify is not None:
-        verification = attrs.evolve(
-            verification, checks=(migrate.Check.SIZE, *args.verify)
-        )
+        verification = attrs.evolve(verification, checks=("size", *args.verify))
+    if args.record is not None:
+        verification = attrs.evolve(verification, record=args.record)
     if args.car_pattern is not None:
         verification = attrs.evolve(verification, car_pattern=args.car_pattern)
     id_fields: dict[str, Any] = {

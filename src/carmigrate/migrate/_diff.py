@@ -10,12 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
+from carmigrate.digests import algorithm
 from carmigrate.migrate._listing import ListingEntry, check_sorted
 from carmigrate.migrate._model import Action
 
 __all__ = ["DiffEntry", "compare", "diff", "join"]
 
 _COPY = Action.COPY
+
+
+def _strength(name: str) -> int:
+    return algorithm(name).strength
+
+
 _EXTRA = Action.EXTRA
 
 
@@ -43,30 +50,31 @@ def compare(
     """Decide between ``SKIP``, ``VERIFY`` and ``CONFLICT`` for a key on both sides.
 
     Different sizes, or any digest both sides vouch for that differs, is a
-    ``CONFLICT``. Equal size and at least one equal common digest (SHA-256
-    or MD5; ETags are never compared) is a ``SKIP``. Equal size and no
+    ``CONFLICT``. Equal size and at least one equal common digest (any
+    registered algorithm; ETags are never compared) is a ``SKIP``, whose
+    reason names the strongest digest both sides had. Equal size and no
     common digest is a ``VERIFY``: only reading content can tell.
 
     Returns:
         The action and, for ``SKIP`` and ``CONFLICT``, the reason.
     """
-    # by position (key, size, etag, md5, sha256, cold): plain tuples work too
+    # by position (key, size, etag, digests, cold): plain tuples work too
     if source[1] != destination[1]:
         return Action.CONFLICT, (
             f"size {source[1]} at the source, {destination[1]} at the destination"
         )
-    proof = None
-    if source[4] is not None and destination[4] is not None:
-        if source[4] != destination[4]:
-            return Action.CONFLICT, "sha256 differs"
-        proof = "same size and sha256"
-    if source[3] is not None and destination[3] is not None:
-        if source[3] != destination[3]:
-            return Action.CONFLICT, "md5 differs"
-        proof = proof or "same size and md5"
-    if proof is not None:
-        return Action.SKIP, proof
-    return Action.VERIFY, None
+    sd = source[3]
+    dd = destination[3]
+    if not sd or not dd:
+        return Action.VERIFY, None
+    common = [n for n in sd if n in dd]
+    if not common:
+        return Action.VERIFY, None
+    common.sort(key=_strength, reverse=True)  # the strongest names the reason
+    for name in common:
+        if sd[name] != dd[name]:
+            return Action.CONFLICT, f"{name} differs"
+    return Action.SKIP, f"same size and {common[0]}"
 
 
 def join(

@@ -23,7 +23,7 @@ import attrs
 from carmigrate.errors import PlanError, VerificationError
 from carmigrate.migrate import serde
 from carmigrate.migrate._events import Event, EventKind, Reporter
-from carmigrate.migrate._ledger import ItemRecord, Ledger
+from carmigrate.migrate._ledger import ItemRecord, Ledger, outcome_fields
 from carmigrate.migrate._limits import TokenBucket
 from carmigrate.migrate._model import (
     Action,
@@ -457,38 +457,7 @@ def _stage_names(header: PlanHeader, stages: str | Sequence[str] | None) -> list
 
 
 def _outcome_fields(out: Outcome, now: float) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "reason": out.reason,
-        "error_offset": out.offset,
-        "transient": out.transient,
-        "finished": now,
-    }
-    for name in (
-        "md5",
-        "sha256",
-        "car_root",
-        "car_blocks",
-        "car_check",
-        "piece_cid",
-        "piece_cid_v2",
-        "written_etag",
-    ):
-        value = getattr(out, name)
-        if value is not None:
-            fields[name] = value
-    if out.state in (_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED):
-        fields.update(
-            created=out.created,
-            replaced=out.replaced,
-            server_side=out.server_side,
-            checks=out.checks,
-            carried=out.carried,
-            lost=out.lost,
-            bytes_moved=out.bytes_moved,
-        )
-    elif out.bytes_moved:
-        fields["bytes_moved"] = out.bytes_moved
-    return fields
+    return {**outcome_fields(out, out.state), "finished": now}
 
 
 # ----------------------------------------------------------------------
@@ -1260,8 +1229,7 @@ def verify(
             Mode.VERIFY,
             rec,
             lim,
-            written_md5=rec.md5,
-            written_sha256=rec.sha256,
+            written_digests=rec.digests,
             written_etag=rec.written_etag,
             written_piece=rec.piece_cid,
             written_car_root=rec.car_root,
@@ -1428,7 +1396,7 @@ def rollback(
             Mode.DELETE,
             rec,
             lim,
-            written_sha256=rec.sha256,
+            written_digests={"sha256": rec.sha256} if rec.sha256 else {},
             written_etag=rec.written_etag,
         )
 

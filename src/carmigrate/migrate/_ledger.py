@@ -8,7 +8,9 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, final
@@ -19,10 +21,21 @@ from carmigrate.errors import PlanError
 from carmigrate.migrate import serde
 from carmigrate.migrate._model import (
     Action,
+    ItemOutcome,
     ItemState,
     Overwrite,
     PlanHeader,
     PlanItem,
+)
+from carmigrate.migrate._schema import (
+    ColumnKind,
+    FlatColumn,
+    Record,
+    column,
+    flat_columns,
+    make_line_to_row,
+    make_row_decoder,
+    to_column,
 )
 
 if TYPE_CHECKING:
@@ -30,9 +43,20 @@ if TYPE_CHECKING:
 
     from carmigrate.migrate._plan import Plan
 
-__all__ = ["ItemRecord", "Ledger", "LedgerBatch", "RunRecord", "Transition"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ItemRecord",
+    "Ledger",
+    "LedgerBatch",
+    "RunRecord",
+    "Transition",
+    "outcome_fields",
+]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""Version of the ledger's schema. 1: carmigrate 0.1 (``md5``/``sha256``
+columns); 2: digests as JSON objects (``plan_digests``, ``digests``). Older
+ledgers are upgraded in place when opened for writing."""
 _ATTACH_CHUNK: Final = 100_000
 
 _S = ItemState
@@ -60,76 +84,88 @@ _ALLOWED_FROM: Final[Mapping[ItemState, frozenset[ItemState]]] = {
     _S.ROLLED_BACK: frozenset({_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED, _S.FAILED}),
 }
 
-_FIELDS: Final = (
-    "attempts",
-    "reason",
-    "error_offset",
-    "transient",
-    "md5",
-    "sha256",
-    "car_root",
-    "car_blocks",
-    "car_check",
-    "piece_cid",
-    "piece_cid_v2",
-    "created",
-    "replaced",
-    "written_etag",
-    "checks",
-    "carried",
-    "lost",
-    "bytes_moved",
-    "server_side",
-    "started",
-    "finished",
-    "run",
-)
-_JSON_FIELDS: Final = frozenset({"checks", "carried", "lost"})
-_BOOL_FIELDS: Final = frozenset({"transient", "created", "replaced", "server_side"})
+_SUCCESS: Final = frozenset({_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED})
 
-_SCHEMA: Final = """
+
+@attrs.frozen(kw_only=True)
+class ItemRecord(ItemOutcome):
+    """One item as the ledger knows it: the planned item and what happened.
+
+    The outcome fields (``reason``, ``digests``, ``created``, ...) are those
+    of [ItemOutcome][carmigrate.migrate.ItemOutcome]; this class adds the
+    item, its state and the ledger's bookkeeping. The ledger's ``items``
+    table is derived from this declaration.
+
+    Attributes:
+        seq: Position in the plan (0-based).
+        item: The planned item.
+        state: Where it stands.
+        attempts: Attempts made (retries of transient errors included).
+        started: When the last attempt started (Unix time).
+        finished: When the item reached its current state.
+        updated: When the record last changed.
+        run: The run that last changed it.
+    """
+
+    seq: int = column(kind=ColumnKind.INT, sql="INTEGER PRIMARY KEY")
+    item: PlanItem = column(kind=ColumnKind.NESTED, type=PlanItem)
+    state: ItemState = column(kind=ColumnKind.ENUM, sql="TEXT NOT NULL", type=ItemState)
+    attempts: int = column(
+        kind=ColumnKind.INT, sql="INTEGER NOT NULL DEFAULT 0", default=0
+    )
+    started: float | None = column(kind=ColumnKind.REAL, sql="REAL", default=None)
+    finished: float | None = column(kind=ColumnKind.REAL, sql="REAL", default=None)
+    updated: float | None = column(kind=ColumnKind.REAL, sql="REAL", default=None)
+    run: int | None = column(kind=ColumnKind.INT, sql="INTEGER", default=None)
+
+
+# Everything about the items table is derived from the declarations of
+# ItemRecord, ItemOutcome and PlanItem.
+_COLUMNS: Final[tuple[FlatColumn, ...]] = flat_columns(ItemRecord)
+_ITEM_COLUMNS: Final = ", ".join(c.name for c in _COLUMNS)
+_SEQ: Final = [c.name for c in _COLUMNS].index("seq")
+_PLAN_COLUMNS: Final = flat_columns(PlanItem)
+_OUTCOME_COLUMNS: Final = flat_columns(ItemOutcome)
+_SETTABLE: Final[Mapping[str, FlatColumn]] = {
+    **{c.name: c for c in _OUTCOME_COLUMNS},
+    **{c.attr: c for c in _OUTCOME_COLUMNS},
+    **{c.attr: c for c in _COLUMNS if c.attr in ("started", "finished")},
+}
+_record_of: Final = make_row_decoder(ItemRecord)
+_line_to_row: Final = make_line_to_row(PlanItem)
+_ATTACH_SQL: Final = (
+    "INSERT INTO items (seq, "  # noqa: S608 - column names come from the declarations
+    + ", ".join(c.name for c in _PLAN_COLUMNS)
+    + ", state, updated) VALUES ("
+    + ", ".join("?" * (len(_PLAN_COLUMNS) + 3))
+    + ")"
+)
+
+
+def _items_table(name: str = "items") -> str:
+    cols = ",\n    ".join(f"{c.name} {c.sql}" for c in _COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {cols}\n);\n"
+
+
+def outcome_fields(outcome: ItemOutcome, state: ItemState | None) -> dict[str, Any]:
+    """The fields a recorded outcome sets in the ledger, by each field's declared rule.
+
+    ``ALWAYS`` fields are always set; ``IF_SET`` fields when they hold a
+    value; ``ON_SUCCESS`` fields with every successful state (``VERIFIED``,
+    ``UNVERIFIABLE``, ``COPIED``) and otherwise only when they hold one.
+    """
+    success = state in _SUCCESS
+    out: dict[str, Any] = {}
+    for c in _OUTCOME_COLUMNS:
+        value = getattr(outcome, c.attr)
+        rule = c.record
+        if rule is Record.ALWAYS or (rule is Record.ON_SUCCESS and success) or value:
+            out[c.attr] = value
+    return out
+
+
+_TABLES: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    seq INTEGER PRIMARY KEY,
-    source_key TEXT,
-    destination_key TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    action TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    cohort TEXT NOT NULL,
-    plan_md5 TEXT,
-    plan_sha256 TEXT,
-    plan_etag TEXT,
-    cold INTEGER NOT NULL DEFAULT 0,
-    destination_size INTEGER,
-    plan_reason TEXT,
-    source_id TEXT,
-    new_id TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    reason TEXT,
-    error_offset INTEGER,
-    transient INTEGER,
-    md5 TEXT,
-    sha256 TEXT,
-    car_root TEXT,
-    car_blocks INTEGER,
-    car_check TEXT,
-    piece_cid TEXT,
-    piece_cid_v2 TEXT,
-    created INTEGER NOT NULL DEFAULT 0,
-    replaced INTEGER NOT NULL DEFAULT 0,
-    written_etag TEXT,
-    checks TEXT,
-    carried TEXT,
-    lost TEXT,
-    bytes_moved INTEGER NOT NULL DEFAULT 0,
-    server_side INTEGER NOT NULL DEFAULT 0,
-    started REAL,
-    finished REAL,
-    updated REAL,
-    run INTEGER
-);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -138,11 +174,6 @@ CREATE TABLE IF NOT EXISTS history (
     state TEXT NOT NULL,
     reason TEXT
 );
-CREATE TRIGGER IF NOT EXISTS items_journal AFTER UPDATE OF state ON items
-BEGIN
-    INSERT INTO history (seq, time, run, state, reason)
-    VALUES (new.seq, new.updated, new.run, new.state, new.reason);
-END;
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -156,6 +187,14 @@ CREATE TABLE IF NOT EXISTS runs (
     failures INTEGER NOT NULL DEFAULT 0
 );
 """
+_TRIGGER: Final = """
+CREATE TRIGGER IF NOT EXISTS items_journal AFTER UPDATE OF state ON items
+BEGIN
+    INSERT INTO history (seq, time, run, state, reason)
+    VALUES (new.seq, new.updated, new.run, new.state, new.reason);
+END;
+"""
+_SCHEMA: Final = _TABLES + _items_table() + _TRIGGER
 
 # No index covers ``state``: every state change would have to update it (a
 # third of the cost of a commit). Queries by state walk the items in seq
@@ -168,88 +207,67 @@ CREATE INDEX IF NOT EXISTS items_dkey ON items (destination_key);
 CREATE INDEX IF NOT EXISTS items_skey ON items (source_key);
 """
 
-_ITEM_COLUMNS: Final = (
-    "seq, source_key, destination_key, size, action, stage, cohort, plan_md5, "
-    "plan_sha256, plan_etag, cold, destination_size, plan_reason, source_id, new_id, "
-    "state, attempts, reason, error_offset, transient, md5, sha256, car_root, "
-    "car_blocks, car_check, piece_cid, piece_cid_v2, created, replaced, written_etag, "
-    "checks, carried, lost, bytes_moved, server_side, started, finished, updated, run"
-)
+
+def _schema_number(text: str, path: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise PlanError(
+            f"ledger {path!r} has an unreadable schema version {text!r}"
+        ) from None
 
 
-@attrs.frozen(kw_only=True)
-class ItemRecord:
-    """One item as the ledger knows it: the planned item and what happened.
+def _digests_sql(md5: str, sha256: str) -> str:
+    """SQL building a schema-2 digests object from schema-1 md5/sha256 columns."""
+    return (
+        f"CASE WHEN {md5} IS NULL AND {sha256} IS NULL THEN NULL "
+        f"WHEN {md5} IS NULL THEN json_object('sha256', {sha256}) "
+        f"WHEN {sha256} IS NULL THEN json_object('md5', {md5}) "
+        f"ELSE json_object('md5', {md5}, 'sha256', {sha256}) END"
+    )
 
-    Digests here were computed by carmigrate over the bytes it wrote or read
-    back; the source's own digests are on ``item``.
 
-    Attributes:
-        seq: Position in the plan (0-based).
-        item: The planned item.
-        state: Where it stands.
-        attempts: Attempts made (retries of transient errors included).
-        reason: Why it failed, conflicted or was skipped; or what a check
-            noted.
-        offset: Byte offset of a failure, if one is known (a CAR block that
-            does not match, where a read was cut).
-        transient: Whether the last failure was transient (``resume``
-            retries those; permanent ones need ``retry_failed``).
-        md5: MD5 of the bytes written (hex), if computed.
-        sha256: SHA-256 of the bytes written (hex).
-        car_root: The CAR's first root CID, for CARs.
-        car_blocks: Blocks checked in the CAR.
-        car_check: ``"verified"`` (every block matched), ``"partial"`` (some
-            blocks had hash functions carmigrate cannot compute) or
-            ``"failed"``.
-        piece_cid: PieceCID v1 (commP) of the bytes, if computed.
-        piece_cid_v2: PieceCID v2 (FRC-0069), if computed.
-        created: This plan created the destination object (rollback may
-            delete it).
-        replaced: This plan overwrote a different object that was there
-            (rollback never deletes those).
-        written_etag: The destination's ETag for what was written, if any.
-        checks: The independent checks that passed (``"sha256:source"``,
-            ``"md5:source"``, ``"sha256:key"``, ``"car"``, ``"compare"``,
-            ``"reread"``).
-        carried: Metadata carried to the destination (``"metadata:name"``).
-        lost: Metadata the destination could not keep (``"mtime"``,
-            ``"metadata:name"``, ``"storage_class"``).
-        bytes_moved: Bytes sent to the destination (0 for server-side copies
-            and comparisons).
-        server_side: The bytes were copied by the server.
-        started: When the last attempt started (Unix time).
-        finished: When the item reached its current state.
-        updated: When the record last changed.
-        run: The run that last changed it.
+_MIGRATIONS: Final[Mapping[int, tuple[str, ...]]] = {
+    # schema 1 -> 2: the md5/sha256 pairs become digest objects (JSON objects
+    # with sorted keys, as the ledger writes them)
+    1: (
+        "ALTER TABLE items ADD COLUMN plan_digests TEXT",
+        "ALTER TABLE items ADD COLUMN digests TEXT",
+        "UPDATE items SET plan_digests = "  # noqa: S608 - constant SQL
+        + _digests_sql("plan_md5", "plan_sha256")
+        + ", digests = "
+        + _digests_sql("md5", "sha256"),
+        "ALTER TABLE items DROP COLUMN plan_md5",
+        "ALTER TABLE items DROP COLUMN plan_sha256",
+        "ALTER TABLE items DROP COLUMN md5",
+        "ALTER TABLE items DROP COLUMN sha256",
+    ),
+}
+"""For each schema version, the statements that take a ledger to the next one."""
+
+
+def _upgrade(db: sqlite3.Connection, number: int, path: str) -> None:
+    """Take a ledger from schema ``number`` to ``SCHEMA_VERSION`` in one transaction.
+
+    Raises:
+        PlanError: A step failed; nothing was changed.
     """
-
-    seq: int
-    item: PlanItem
-    state: ItemState
-    attempts: int = 0
-    reason: str | None = None
-    offset: int | None = None
-    transient: bool | None = None
-    md5: str | None = None
-    sha256: str | None = None
-    car_root: str | None = None
-    car_blocks: int | None = None
-    car_check: str | None = None
-    piece_cid: str | None = None
-    piece_cid_v2: str | None = None
-    created: bool = False
-    replaced: bool = False
-    written_etag: str | None = None
-    checks: tuple[str, ...] = ()
-    carried: tuple[str, ...] = ()
-    lost: tuple[str, ...] = ()
-    bytes_moved: int = 0
-    server_side: bool = False
-    started: float | None = None
-    finished: float | None = None
-    updated: float | None = None
-    run: int | None = None
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for version in range(number, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[version]:
+                db.execute(statement)
+        db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'",
+            (str(SCHEMA_VERSION),),
+        )
+        db.execute("COMMIT")
+    except sqlite3.Error as e:
+        db.execute("ROLLBACK")
+        raise PlanError(
+            f"ledger {path!r}: upgrading schema {number} to {SCHEMA_VERSION} failed "
+            f"({e}); the ledger was left as it was"
+        ) from e
 
 
 @attrs.frozen(kw_only=True)
@@ -308,14 +326,6 @@ def _initial_state(action: Action, overwrite: bool) -> ItemState:
     if action is Action.CONFLICT:
         return ItemState.PENDING if overwrite else ItemState.CONFLICT
     return ItemState.SKIPPED
-
-
-def _encode_field(name: str, value: Any) -> Any:
-    if name in _JSON_FIELDS:
-        return json.dumps(list(value)) if value else None
-    if name in _BOOL_FIELDS:
-        return None if value is None else int(bool(value))
-    return value
 
 
 class LedgerBatch:
@@ -422,13 +432,66 @@ class Ledger:
             self._db.execute("PRAGMA busy_timeout=10000")
         except sqlite3.DatabaseError as e:
             raise PlanError(f"{self._path!r} is not a usable ledger: {e}") from e
+        self._copy_dir: str | None = None
         version = self._meta("schema_version")
         if version is None and not readonly:
             self._set_meta({"schema_version": str(SCHEMA_VERSION)})
-        elif version is not None and int(version) > SCHEMA_VERSION:
+        elif version is not None:
+            number = _schema_number(version, self._path)
+            if number > SCHEMA_VERSION:
+                self._db.close()
+                raise PlanError(
+                    f"ledger {self._path!r} has schema {number}, newer than this "
+                    f"carmigrate understands ({SCHEMA_VERSION}); use a newer carmigrate"
+                )
+            if number < SCHEMA_VERSION:
+                if readonly:
+                    self._read_upgraded_copy(number)
+                else:
+                    self.backup_path = self._backup(number)
+                    _upgrade(self._db, number, self._path)
+        self._check_columns()
+
+    backup_path: str | None = None
+    """Where the copy made before an in-place schema upgrade was saved
+    (``<ledger>.schema<N>.bak``), if this open upgraded the ledger."""
+
+    def _backup(self, number: int) -> str:
+        base = f"{self._path}.schema{number}.bak"
+        target = base
+        n = 1
+        while os.path.exists(target):
+            n += 1
+            target = f"{base}.{n}"
+        copy = sqlite3.connect(target)
+        try:
+            self._db.backup(copy)
+        finally:
+            copy.close()
+        return target
+
+    def _read_upgraded_copy(self, number: int) -> None:
+        """Read an older ledger through an upgraded copy (the file is left as it is)."""
+        self._copy_dir = tempfile.mkdtemp(prefix="carmigrate-ledger-")
+        target = os.path.join(self._copy_dir, "ledger.db")
+        copy = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.backup(copy)
+            _upgrade(copy, number, self._path)
+        except BaseException:
+            copy.close()
+            raise
+        self._db.close()
+        self._db = copy
+
+    def _check_columns(self) -> None:
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
+        want = {c.name for c in _COLUMNS}
+        if have and have != want:
             raise PlanError(
-                f"ledger {self._path!r} has schema {version}, newer than this carmigrate "
-                f"understands ({SCHEMA_VERSION})"
+                f"ledger {self._path!r}: its items table does not match schema "
+                f"{SCHEMA_VERSION} (missing {sorted(want - have)}, unexpected "
+                f"{sorted(have - want)}); it was not written by carmigrate"
             )
 
     # ------------------------------------------------------------------
@@ -453,6 +516,9 @@ class Ledger:
         self._unlock()
         with contextlib.suppress(sqlite3.ProgrammingError):
             self._db.close()
+        if self._copy_dir is not None:
+            shutil.rmtree(self._copy_dir, ignore_errors=True)
+            self._copy_dir = None
 
     @property
     def path(self) -> str:
@@ -544,35 +610,20 @@ class Ledger:
         now = time.time()
         states = {a: _initial_state(a, overwrite).value for a in Action}
         actions = {a.value: a for a in Action}
+        legacy = header.format_version < 2
 
         def rows() -> Iterator[tuple[Any, ...]]:
             nonlocal count
             loads = json.loads
+            to_row = _line_to_row
             for raw in plan.lines():
                 data = raw.encode("ascii")
                 h.update(data)
                 h.update(b"\n")
                 d = loads(data)
-                skey = d.get("source_key")
-                yield (
-                    count,
-                    skey,
-                    d.get("destination_key", skey),
-                    d["size"],
-                    d["action"],
-                    d["stage"],
-                    d["cohort"],
-                    d.get("md5"),
-                    d.get("sha256"),
-                    d.get("etag"),
-                    int(d.get("cold", False)),
-                    d.get("destination_size"),
-                    d.get("reason"),
-                    d.get("source_id"),
-                    d.get("new_id"),
-                    states[actions[d["action"]]],
-                    now,
-                )
+                if legacy:
+                    d = serde.upgrade_item_v1(d)
+                yield (count, *to_row(d), states[actions[d["action"]]], now)
                 count += 1
 
         db = self._db
@@ -580,12 +631,7 @@ class Ledger:
         # item plan never needs a WAL of its whole size; the plan id is
         # recorded last, and a ledger without one holds no valid items (an
         # interrupted attach is cleared and redone).
-        insert = (
-            "INSERT INTO items (seq, source_key, destination_key, size, action, stage, "
-            "cohort, plan_md5, plan_sha256, plan_etag, cold, destination_size, "
-            "plan_reason, source_id, new_id, state, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
+        insert = _ATTACH_SQL
         try:
             self._clear_items()
             source = rows()
@@ -785,14 +831,17 @@ class Ledger:
         names: tuple[str, ...] = ()
         values: list[Any] = []
         if len(fields) > (1 if "reason" in fields else 0):
-            rest = {k: v for k, v in fields.items() if k != "reason"}
-            if "offset" in rest:
-                rest["error_offset"] = rest.pop("offset")
-            names = tuple(sorted(rest))
-            for n in names:
-                if n not in _FIELDS:
+            cols = []
+            for n, v in fields.items():
+                if n == "reason":
+                    continue
+                c = _SETTABLE.get(n)
+                if c is None:
                     raise ValueError(f"unknown ledger field {n!r}")
-            values = [_encode_field(n, rest[n]) for n in names]
+                cols.append((c.name, to_column(c.kind, v)))
+            cols.sort()
+            names = tuple(c[0] for c in cols)
+            values = [c[1] for c in cols]
         params: list[Any] = [state.value, time.time(), self._run, reason, *values]
         if inc:
             params.append(inc)
@@ -901,51 +950,9 @@ class Ledger:
     # ------------------------------------------------------------------
     # queries
 
-    def _record(self, row: Sequence[Any]) -> ItemRecord:
-        item = PlanItem(
-            source_key=row[1],
-            destination_key=row[2],
-            size=row[3],
-            action=Action(row[4]),
-            stage=row[5],
-            cohort=row[6],
-            md5=row[7],
-            sha256=row[8],
-            etag=row[9],
-            cold=bool(row[10]),
-            destination_size=row[11],
-            reason=row[12],
-            source_id=row[13],
-            new_id=row[14],
-        )
-        return ItemRecord(
-            seq=row[0],
-            item=item,
-            state=ItemState(row[15]),
-            attempts=row[16],
-            reason=row[17],
-            offset=row[18],
-            transient=None if row[19] is None else bool(row[19]),
-            md5=row[20],
-            sha256=row[21],
-            car_root=row[22],
-            car_blocks=row[23],
-            car_check=row[24],
-            piece_cid=row[25],
-            piece_cid_v2=row[26],
-            created=bool(row[27]),
-            replaced=bool(row[28]),
-            written_etag=row[29],
-            checks=tuple(json.loads(row[30])) if row[30] else (),
-            carried=tuple(json.loads(row[31])) if row[31] else (),
-            lost=tuple(json.loads(row[32])) if row[32] else (),
-            bytes_moved=row[33],
-            server_side=bool(row[34]),
-            started=row[35],
-            finished=row[36],
-            updated=row[37],
-            run=row[38],
-        )
+    def _record(self, row: tuple[Any, ...]) -> ItemRecord:
+        record: ItemRecord = _record_of(row)
+        return record
 
     def item(self, seq: int) -> ItemRecord:
         """The record of item ``seq``.
@@ -1049,7 +1056,7 @@ class Ledger:
                 return
             for row in rows:
                 yield self._record(row)
-            last = rows[-1][0]
+            last = rows[-1][_SEQ]
             if left is not None:
                 left -= len(rows)
             if len(rows) < n:

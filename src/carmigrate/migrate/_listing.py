@@ -14,10 +14,11 @@ import itertools
 import os
 import pickle
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from operator import itemgetter
 from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
+from carmigrate.digests import DigestMap, clean_digests
 from carmigrate.errors import PlanError
 
 if TYPE_CHECKING:
@@ -42,16 +43,12 @@ _first: Final = itemgetter(0)
 T = TypeVar("T", bound=tuple[Any, ...])
 
 
-def _digest(value: str | None, length: int) -> str | None:
-    """A hex digest of the right length, lower-cased; anything else is dropped."""
-    if value is None or len(value) != length:
+def _vouched(digests: Mapping[str, str | None] | None) -> DigestMap | None:
+    """The well-formed digests of untrusted input, or ``None`` when there are none."""
+    if not digests:
         return None
-    value = value.lower()
-    try:
-        int(value, 16)
-    except ValueError:
-        return None
-    return value
+    clean = clean_digests(digests)
+    return DigestMap._trusted(clean) if clean else None
 
 
 class ListingEntry(NamedTuple):
@@ -59,23 +56,23 @@ class ListingEntry(NamedTuple):
 
     A light tuple (millions of them stream through a plan), built from an
     [ObjectInfo][carmigrate.storage.ObjectInfo] with
-    [from_info][carmigrate.migrate.ListingEntry.from_info] or directly from
-    another inventory (an S3 Inventory report, a database export).
+    [from_info][carmigrate.migrate.ListingEntry.from_info] or from another
+    inventory (an S3 Inventory report, a BagIt manifest, a database export)
+    with [checked][carmigrate.migrate.ListingEntry.checked].
 
     Attributes:
         key: The object's key.
         size: Its size in bytes.
         etag: The backend's ETag (opaque: never taken for an MD5).
-        md5: A whole-object MD5 the backend vouches for, as hex.
-        sha256: A whole-object SHA-256 the backend vouches for, as hex.
+        digests: Whole-object digests the source vouches for, by registry
+            name ([carmigrate.digests][]) as lowercase hex, or ``None``.
         cold: The object must be restored from a cold tier before reading.
     """
 
     key: str
     size: int
     etag: str | None = None
-    md5: str | None = None
-    sha256: str | None = None
+    digests: Mapping[str, str] | None = None
     cold: bool = False
 
     @classmethod
@@ -83,17 +80,10 @@ class ListingEntry(NamedTuple):
         """The entry for a store's ``ObjectInfo``.
 
         Only ``info.checksums`` supply digests (the storage layer never
-        reports a multipart ETag as an MD5); a malformed digest is dropped.
+        reports a multipart ETag as an MD5); a malformed digest or an
+        unknown algorithm is dropped.
         """
-        checksums = info.checksums
-        return cls(
-            info.key,
-            info.size,
-            info.etag,
-            _digest(checksums.get("md5"), 32) if checksums else None,
-            _digest(checksums.get("sha256"), 64) if checksums else None,
-            info.cold,
-        )
+        return cls(info.key, info.size, info.etag, _vouched(info.checksums), info.cold)
 
     @classmethod
     def checked(
@@ -101,15 +91,17 @@ class ListingEntry(NamedTuple):
         key: str,
         size: int,
         etag: str | None = None,
-        md5: str | None = None,
-        sha256: str | None = None,
+        digests: Mapping[str, str | None] | None = None,
         cold: bool = False,
     ) -> ListingEntry:
-        """An entry from untrusted fields: digests that are not plain hex
-        digests of the right length (such as a multipart ETag ``"…-3"``
-        passed as an MD5) are dropped.
-        """  # noqa: D205
-        return cls(key, int(size), etag, _digest(md5, 32), _digest(sha256, 64), cold)
+        """An entry from untrusted fields.
+
+        Digest names may be in any spelling the registry knows
+        (``"SHA-256"``, ``"ADLER32"``); digests of unknown algorithms and
+        values that are not plain hex of the right length (such as a
+        multipart ETag ``"…-3"`` offered as an MD5) are dropped.
+        """
+        return cls(key, int(size), etag, _vouched(digests), cold)
 
 
 def to_entries(listing: Iterable[ObjectInfo | ListingEntry]) -> Iterator[ListingEntry]:

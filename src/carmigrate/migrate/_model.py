@@ -11,11 +11,14 @@ import enum
 import fnmatch
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 
+from carmigrate.digests import DigestMap, algorithm_names, canonical_name, is_registered
 from carmigrate.errors import PlanError
+from carmigrate.migrate._schema import ColumnKind, Record, column
 
 __all__ = [
     "FORMAT_VERSION",
@@ -24,6 +27,7 @@ __all__ = [
     "CohortRule",
     "IdKind",
     "IdRule",
+    "ItemOutcome",
     "ItemState",
     "Limits",
     "Overwrite",
@@ -35,8 +39,12 @@ __all__ = [
     "VerificationPolicy",
 ]
 
-FORMAT_VERSION: Final = 1
-"""Version of the plan file format (line 1 of every plan file names it)."""
+FORMAT_VERSION: Final = 2
+"""Version of the plan file format (line 1 of every plan file names it).
+
+Version 2 (carmigrate 0.2) holds an item's digests as one ``digests`` object
+(``{"md5": …, "sha512": …}``) where version 1 had ``md5`` and ``sha256`` keys;
+version 1 files are still read (their keys become ``digests``)."""
 
 
 class Action(enum.Enum):
@@ -111,14 +119,17 @@ class ItemState(enum.Enum):
 
 
 class Check(enum.Enum):
-    """A verification the policy may ask for.
+    """Names of checks a policy may ask for (any registered digest name works too).
+
+    A policy's checks are strings: ``"size"``, ``"car"``, ``"commp"`` and the
+    name of any digest in [carmigrate.digests][] (``"md5"``, ``"sha1"``,
+    ``"sha256"``, ``"sha512"``, ``"adler32"``, ``"blake3"``, ...). These
+    members are the common ones, for code that prefers constants.
 
     Attributes:
         SIZE: The written length equals the planned size (always cheap).
         MD5: Compare MD5 with the source's when the source vouches for one
-            (never a multipart ETag). MD5 is computed only when it is used:
-            for that comparison, for CARs (deal manifests ask for it), or to
-            check an MD5 recorded earlier.
+            (never a multipart ETag).
         SHA256: Compare SHA-256 with the source's, or with a
             content-addressed key. SHA-256 of what was written is always
             computed and recorded (rollback needs it).
@@ -133,6 +144,9 @@ class Check(enum.Enum):
     SHA256 = "sha256"
     CAR = "car"
     COMMP = "commp"
+
+
+_NON_DIGEST_CHECKS: Final = frozenset({"size", "car", "commp"})
 
 
 class Overwrite(enum.Enum):
@@ -168,13 +182,40 @@ class IdKind(enum.Enum):
     UUID = "uuid"
 
 
-def _sorted_checks(value: object) -> tuple[Check, ...]:
+def _check_name(value: object, what: str) -> str:
+    if isinstance(value, Check):
+        return value.value
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be names (strings), not {value!r}")
+    name = value.strip().lower()
+    if name in _NON_DIGEST_CHECKS:
+        return name
+    if is_registered(name):
+        return canonical_name(name)
+    raise PlanError(
+        f"unknown check {value!r} in {what}; use size, car, commp or a digest: "
+        f"{', '.join(algorithm_names())}"
+    )
+
+
+def _names(value: object, what: str) -> tuple[str, ...]:
     if isinstance(value, (str, Check)):
         value = (value,)
     if not isinstance(value, (list, tuple, set, frozenset)):
-        raise TypeError(f"checks must be a collection of Check, not {value!r}")
-    checks = {Check(v) for v in value}
-    return tuple(sorted(checks, key=lambda c: c.value))
+        raise TypeError(f"{what} must be a collection of names, not {value!r}")
+    return tuple(sorted({_check_name(v, what) for v in value}))
+
+
+def _sorted_checks(value: object) -> tuple[str, ...]:
+    return _names(value, "checks")
+
+
+def _digest_names(value: object) -> tuple[str, ...]:
+    names = _names(value, "record")
+    for n in names:
+        if n in _NON_DIGEST_CHECKS:
+            raise PlanError(f"record names digests; {n!r} is a check, not a digest")
+    return names
 
 
 def _compile(pattern: str, what: str) -> re.Pattern[str]:
@@ -195,35 +236,60 @@ def _valid_regex(
 
 @attrs.frozen(kw_only=True)
 class VerificationPolicy:
-    """Which checks an item gets, and which items are CARs.
+    """Which checks an item gets, which digests are recorded, and which items are CARs.
 
     An item ends ``VERIFIED`` only if at least one check compared the bytes
     with a truth independent of the copy: a digest the source vouches for
-    (its listing or ``stat``), the digest named by a content-addressed key,
-    every block of a CAR against its CID (together with the size), or, in
-    [verify][carmigrate.migrate.verify], a second read of the source.
-    Otherwise it ends ``UNVERIFIABLE``.
+    (its listing, ``stat`` or the plan), the digest named by a
+    content-addressed key, every block of a CAR against its CID (together
+    with the size), or, in [verify][carmigrate.migrate.verify], a second read
+    of the source. Otherwise it ends ``UNVERIFIABLE``.
+
+    Every digest is computed in the one read of the object. A digest named
+    in ``checks`` is computed when it has something to be compared with (the
+    source vouches for it, or it was recorded earlier); a digest named in
+    ``record`` is computed and recorded for every object; SHA-256 is always
+    computed and recorded (rollback and the content checks need it).
 
     Attributes:
-        checks: The checks to run (see [Check][carmigrate.migrate.Check]).
+        checks: The checks to run: ``"size"``, ``"car"``, ``"commp"`` and any
+            digest name of [carmigrate.digests][] (see
+            [Check][carmigrate.migrate.Check]). Spellings are normalised
+            (``"SHA-512"`` is ``"sha512"``) and sorted.
+        record: Digests to compute and record for every object even when
+            nothing vouches for them (for a manifest to be written later:
+            BagIt ``sha512``, ownCloud's ``adler32``).
+        car_record: Digests recorded for every CAR (deal manifests list a
+            CAR's MD5).
         car_pattern: Regular expression searched in the source key; matching
             items are treated as CARs (block check, commP).
         key_cids: If the last segment of a key, without extension, is a
             CIDv1 with codec ``raw`` or ``car`` and a sha2-256 multihash (as
             web3.storage's ``<cid>/<cid>.car`` carpark keys), the object's
             SHA-256 must equal that digest.
+
+    Raises:
+        PlanError: An unknown check or digest name, or a bad pattern.
     """
 
-    checks: tuple[Check, ...] = attrs.field(
-        default=(Check.SIZE, Check.MD5, Check.SHA256, Check.CAR),
+    checks: tuple[str, ...] = attrs.field(
+        default=("car", "md5", "sha256", "size"),
         converter=_sorted_checks,
     )
+    record: tuple[str, ...] = attrs.field(default=(), converter=_digest_names)
+    car_record: tuple[str, ...] = attrs.field(default=("md5",), converter=_digest_names)
     car_pattern: str = attrs.field(default=r"(?i)\.car$", validator=_valid_regex)
     key_cids: bool = True
 
-    def wants(self, check: Check) -> bool:
-        """Whether ``check`` is part of the policy."""
-        return check in self.checks
+    def wants(self, check: Check | str) -> bool:
+        """Whether ``check`` (a name or a [Check][carmigrate.migrate.Check]) is part of the policy."""
+        name = check.value if isinstance(check, Check) else check
+        return name in self.checks
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """The digest names among ``checks`` (sorted)."""
+        return tuple(c for c in self.checks if c not in _NON_DIGEST_CHECKS)
 
     def is_car(self, key: str) -> bool:
         """Whether the item with this source key is treated as a CAR."""
@@ -497,9 +563,26 @@ class StageTotal:
     bytes: int
 
 
+def _digest_map(value: Mapping[str, str] | None) -> DigestMap:
+    if type(value) is DigestMap:
+        return value
+    try:
+        return DigestMap(value)
+    except ValueError as e:
+        raise PlanError(f"digests: {e}") from None
+
+
+_TEXT_NN: Final = "TEXT NOT NULL"
+_INT_NN: Final = "INTEGER NOT NULL"
+
+
 @attrs.frozen(kw_only=True)
 class PlanItem:
     """One line of a plan: what happens to one key.
+
+    This class is the declaration of an item's planned fields: the plan
+    line's keys, the ledger's planned columns and their decoding are derived
+    from it (see the explanation page "Plans, ledgers and verification").
 
     Attributes:
         source_key: The key at the source (``None`` for ``EXTRA``).
@@ -508,8 +591,9 @@ class PlanItem:
         action: What the plan does.
         stage: Name of the stage the item belongs to.
         cohort: The item's cohort.
-        md5: The source's MD5 (hex), if its listing vouched for one.
-        sha256: The source's SHA-256 (hex), if its listing vouched for one.
+        digests: Digests the source vouched for when it was listed (registry
+            names of [carmigrate.digests][] to lowercase hex). An MD5 comes
+            only from a source that says it is one (never a multipart ETag).
         etag: The source's ETag, used to notice a source changed since the
             plan was made.
         cold: The source object was in a cold tier when listed.
@@ -519,25 +603,156 @@ class PlanItem:
         new_id: The id it gets at the destination.
     """
 
-    source_key: str | None
-    destination_key: str
-    size: int
-    action: Action
-    stage: str
-    cohort: str
-    md5: str | None = None
-    sha256: str | None = None
-    etag: str | None = None
-    cold: bool = False
-    destination_size: int | None = None
-    reason: str | None = None
-    source_id: str | None = None
-    new_id: str | None = None
+    source_key: str | None = column()
+    destination_key: str = column(sql=_TEXT_NN, omit_if_same_as="source_key")
+    size: int = column(kind=ColumnKind.INT, sql=_INT_NN)
+    action: Action = column(kind=ColumnKind.ENUM, sql=_TEXT_NN, type=Action)
+    stage: str = column(sql=_TEXT_NN)
+    cohort: str = column(sql=_TEXT_NN)
+    digests: Mapping[str, str] = column(
+        name="plan_digests",
+        kind=ColumnKind.DIGESTS,
+        default=DigestMap(),
+        converter=_digest_map,
+    )
+    etag: str | None = column(name="plan_etag", default=None)
+    cold: bool = column(
+        kind=ColumnKind.BOOL, sql="INTEGER NOT NULL DEFAULT 0", default=False
+    )
+    destination_size: int | None = column(
+        kind=ColumnKind.INT, sql="INTEGER", default=None
+    )
+    reason: str | None = column(name="plan_reason", default=None)
+    source_id: str | None = column(default=None)
+    new_id: str | None = column(default=None)
 
     @property
     def key(self) -> str:
         """The key the item is reported under: the source key, or the destination key for ``EXTRA``."""
         return self.destination_key if self.source_key is None else self.source_key
+
+    @property
+    def md5(self) -> str | None:
+        """``digests["md5"]``, if the source vouched for one."""
+        return self.digests.get("md5")
+
+    @property
+    def sha256(self) -> str | None:
+        """``digests["sha256"]``, if the source vouched for one."""
+        return self.digests.get("sha256")
+
+
+@attrs.frozen(kw_only=True)
+class ItemOutcome:
+    """What happened to one item: the outcome fields, declared once.
+
+    A worker reports these for each item it handled; the ledger keeps them
+    (columns derived from this declaration, each recorded when its
+    [Record][carmigrate.migrate.lowlevel.Record] rule says) and
+    [ItemRecord][carmigrate.migrate.ItemRecord] carries them back. Digests
+    here were computed by carmigrate over the bytes it wrote or read back;
+    the source's own digests are the planned item's ``digests``.
+
+    Attributes:
+        reason: Why it failed, conflicted or was skipped; or what a check
+            noted.
+        offset: Byte offset of a failure, if one is known (a CAR block that
+            does not match, where a read was cut).
+        transient: Whether the last failure was transient (``resume``
+            retries those; permanent ones need ``retry_failed``).
+        digests: Digests of the bytes written or read back, by registry
+            name: always ``sha256``, and whatever the policy asked for.
+        car_root: The CAR's first root CID, for CARs.
+        car_blocks: Blocks checked in the CAR.
+        car_check: ``"verified"`` (every block matched), ``"partial"`` (some
+            blocks had hash functions carmigrate cannot compute) or
+            ``"failed"``.
+        piece_cid: PieceCID v1 (commP) of the bytes, if computed.
+        piece_cid_v2: PieceCID v2 (FRC-0069), if computed.
+        written_etag: The destination's ETag for what was written, if any.
+        created: This plan created the destination object (rollback may
+            delete it).
+        replaced: This plan overwrote a different object that was there
+            (rollback never deletes those).
+        checks: The independent checks that passed (``"sha256:source"``,
+            ``"sha512:source"``, ``"sha256:key"``, ``"car"``, ``"compare"``,
+            ``"reread"``).
+        carried: Metadata carried to the destination (``"metadata:name"``).
+        lost: Metadata the destination could not keep (``"mtime"``,
+            ``"metadata:name"``, ``"storage_class"``).
+        bytes_moved: Bytes sent to the destination (0 for server-side copies
+            and comparisons).
+        server_side: The bytes were copied by the server.
+    """
+
+    reason: str | None = column(default=None, record=Record.ALWAYS)
+    offset: int | None = column(
+        name="error_offset",
+        kind=ColumnKind.INT,
+        sql="INTEGER",
+        default=None,
+        record=Record.ALWAYS,
+    )
+    transient: bool | None = column(
+        kind=ColumnKind.BOOL, sql="INTEGER", default=None, record=Record.ALWAYS
+    )
+    digests: Mapping[str, str] = column(
+        kind=ColumnKind.DIGESTS,
+        default=DigestMap(),
+        converter=_digest_map,
+        record=Record.IF_SET,
+    )
+    car_root: str | None = column(default=None, record=Record.IF_SET)
+    car_blocks: int | None = column(
+        kind=ColumnKind.INT, sql="INTEGER", default=None, record=Record.IF_SET
+    )
+    car_check: str | None = column(default=None, record=Record.IF_SET)
+    piece_cid: str | None = column(default=None, record=Record.IF_SET)
+    piece_cid_v2: str | None = column(default=None, record=Record.IF_SET)
+    written_etag: str | None = column(default=None, record=Record.IF_SET)
+    created: bool = column(
+        kind=ColumnKind.BOOL,
+        sql="INTEGER NOT NULL DEFAULT 0",
+        default=False,
+        record=Record.ON_SUCCESS,
+    )
+    replaced: bool = column(
+        kind=ColumnKind.BOOL,
+        sql="INTEGER NOT NULL DEFAULT 0",
+        default=False,
+        record=Record.ON_SUCCESS,
+    )
+    checks: tuple[str, ...] = column(
+        kind=ColumnKind.LIST, default=(), converter=tuple, record=Record.ON_SUCCESS
+    )
+    carried: tuple[str, ...] = column(
+        kind=ColumnKind.LIST, default=(), converter=tuple, record=Record.ON_SUCCESS
+    )
+    lost: tuple[str, ...] = column(
+        kind=ColumnKind.LIST, default=(), converter=tuple, record=Record.ON_SUCCESS
+    )
+    bytes_moved: int = column(
+        kind=ColumnKind.INT,
+        sql="INTEGER NOT NULL DEFAULT 0",
+        default=0,
+        record=Record.ON_SUCCESS,
+    )
+    server_side: bool = column(
+        kind=ColumnKind.BOOL,
+        sql="INTEGER NOT NULL DEFAULT 0",
+        default=False,
+        record=Record.ON_SUCCESS,
+    )
+
+    @property
+    def md5(self) -> str | None:
+        """``digests["md5"]``, if it was computed."""
+        return self.digests.get("md5")
+
+    @property
+    def sha256(self) -> str | None:
+        """``digests["sha256"]``, if it was computed."""
+        return self.digests.get("sha256")
 
 
 @attrs.frozen(kw_only=True)

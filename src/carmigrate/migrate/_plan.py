@@ -265,6 +265,8 @@ class Plan:
             PlanError: The plan file cannot be read or is not a plan.
         """
         if self._items is not None:
+            if self.header.format_version < 2:
+                return (serde.encode_item_v1(i) for i in self._items)
             return (serde.encode_item(i) for i in self._items)
         return (line.decode("ascii") for line in _file_lines(self._path()))
 
@@ -276,7 +278,11 @@ class Plan:
         """
         if self._items is not None:
             return iter(self._items)
-        return (serde.decode_item(line) for line in _file_lines(self._path()))
+        version = self.header.format_version
+        return (
+            serde.decode_item(line, format_version=version)
+            for line in _file_lines(self._path())
+        )
 
     def _path(self) -> str:
         assert self.path is not None
@@ -484,7 +490,10 @@ def load_plan(
     if in_memory:
         lines = list(_file_lines(where))
         check_items(header, lines, where=where)
-        items = tuple(serde.decode_item(line) for line in lines)
+        items = tuple(
+            serde.decode_item(line, format_version=header.format_version)
+            for line in lines
+        )
         return Plan(header, items=items, path=os.path.abspath(where))
     if check:
         check_items(header, _file_lines(where), where=where)
@@ -852,28 +861,25 @@ def _build(
     """The hot loop: merge-join, classify and encode every item.
 
     ``src`` yields entries (or ``(destination key, entry, old id, new id)``
-    with ``with_ids``), ``dst`` entries, both sorted by the join key. The
-    line encoding here is [serde.item_line][carmigrate.migrate.serde.item_line]
-    unrolled, with the ``action``/``cohort`` head and ``stage`` tail of
-    each line cached (a test holds the two to each other).
+    with ``with_ids``), ``dst`` entries, both sorted by the join key. Lines
+    are written by [serde.encode_line][carmigrate.migrate.serde.encode_line],
+    the encoder generated from ``PlanItem``'s declaration.
     """
     sink = _Sink(out)
     segments = cohorts.segments if cohorts.pattern is None else -1
     cohort_of = cohorts.cohort_of
     stages = stage_of.cache
-    q = _q
+    encode = serde.encode_line
     src_prev = dst_prev = ""
     copy, extra = Action.COPY, Action.EXTRA
     totals: dict[tuple[str, Action], list[int]] = {}
-    heads: dict[tuple[Action, str], str] = {}
-    tails: dict[str, str] = {}
     buf: list[str] = []
     append = buf.append
     extras = 0
     write_batch = _WRITE_BATCH
     last_cohort: str | None = None
     last_action: Action | None = None
-    stage = head = tail = ""
+    stage = ""
     t: list[int] = [0, 0]
     # Both inputs are checked to ascend as they are read (the join relies
     # on it, and it catches repeated keys); "" is below every valid key.
@@ -942,10 +948,9 @@ def _build(
                 xt = totals[(stage, extra)] = [0, 0]
             xt[0] += 1
             xt[1] += size
-            text = item_line_fast(
-                action,
+            text = encode(
+                extra,
                 cohort,
-                stage,
                 False,
                 dkey,
                 size,
@@ -953,10 +958,10 @@ def _build(
                 None,
                 None,
                 None,
-                None,
                 size,
                 None,
                 None,
+                stage,
             )
             if items is not None:
                 items.append(
@@ -976,7 +981,7 @@ def _build(
                     _out_of_order(d[0], dst_prev, "the destination listing")
                 dst_prev = d[0]
         else:
-            skey, size, etag, md5, sha, cold = e
+            skey, size, etag, digests, cold = e
             if segments == 1:
                 cut = skey.find("/")
                 cohort = skey[:cut] if cut > 0 else ""
@@ -987,48 +992,32 @@ def _build(
             else:
                 cohort = cohort_of(skey)
             # consecutive keys mostly share cohort and action: reuse the
-            # line's head, its tail and the totals entry
+            # stage and the totals entry
             if cohort != last_cohort:
                 last_cohort = cohort
                 last_action = None
                 stage = stages.get(cohort) or stage_of(cohort)
             if action is not last_action:
                 last_action = action
-                cached_head = heads.get((action, cohort))
-                if cached_head is None:
-                    cached_head = heads[(action, cohort)] = (
-                        '{"action":"' + action.value + '","cohort":' + q(cohort)
-                    )
-                head = cached_head
-                cached_tail = tails.get(stage)
-                if cached_tail is None:
-                    cached_tail = tails[stage] = ',"stage":' + q(stage) + "}"
-                tail = cached_tail
                 entry = totals.get((stage, action))
                 if entry is None:
                     entry = totals[(stage, action)] = [0, 0]
                 t = entry
-            text = head
-            if cold:
-                text += ',"cold":true'
-            if dkey != skey:
-                text += ',"destination_key":' + q(dkey)
-            if dsize is not None:
-                text += f',"destination_size":{dsize:d}'
-            if etag is not None:
-                text += ',"etag":' + q(etag)
-            if md5 is not None:
-                text += ',"md5":' + q(md5)
-            if nid is not None:
-                text += ',"new_id":' + q(nid)
-            if reason is not None:
-                text += ',"reason":' + q(reason)
-            if sha is not None:
-                text += ',"sha256":' + q(sha)
-            text += f',"size":{size:d},"source_key":'
-            if sid is not None:
-                text = text[:-14] + ',"source_id":' + q(sid) + ',"source_key":'
-            text += q(skey) + tail
+            text = encode(
+                action,
+                cohort,
+                cold,
+                dkey,
+                dsize,
+                digests,
+                etag,
+                nid,
+                reason,
+                size,
+                sid,
+                skey,
+                stage,
+            )
             t[0] += 1
             t[1] += size
             if items is not None:
@@ -1040,8 +1029,7 @@ def _build(
                         action=action,
                         stage=stage,
                         cohort=cohort,
-                        md5=md5,
-                        sha256=sha,
+                        digests=digests,
                         etag=etag,
                         cold=cold,
                         destination_size=dsize,
@@ -1084,48 +1072,3 @@ def _first_segments(key: str, n: int) -> str:
             break
         end = nxt
     return key[:end] if end > 0 else ""
-
-
-_q = serde._q
-
-
-def item_line_fast(
-    action: Action,
-    cohort: str,
-    stage: str,
-    cold: bool,
-    dkey: str,
-    dsize: int | None,
-    etag: str | None,
-    md5: str | None,
-    new_id: str | None,
-    reason: str | None,
-    sha256: str | None,
-    size: int,
-    source_id: str | None,
-    skey: str | None,
-) -> str:
-    """Positional twin of [serde.item_line][carmigrate.migrate.serde.item_line]."""
-    q = _q
-    out = '{"action":"' + action.value + '","cohort":' + q(cohort)
-    if cold:
-        out += ',"cold":true'
-    if skey is None or dkey != skey:
-        out += ',"destination_key":' + q(dkey)
-    if dsize is not None:
-        out += f',"destination_size":{dsize:d}'
-    if etag is not None:
-        out += ',"etag":' + q(etag)
-    if md5 is not None:
-        out += ',"md5":' + q(md5)
-    if new_id is not None:
-        out += ',"new_id":' + q(new_id)
-    if reason is not None:
-        out += ',"reason":' + q(reason)
-    if sha256 is not None:
-        out += ',"sha256":' + q(sha256)
-    out += f',"size":{size:d}'
-    if source_id is not None:
-        out += ',"source_id":' + q(source_id)
-    out += ',"source_key":' + ("null" if skey is None else q(skey))
-    return out + ',"stage":' + q(stage) + "}"

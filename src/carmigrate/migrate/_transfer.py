@@ -5,8 +5,8 @@ process or host under Dask). A worker never writes the ledger: it returns an
 [_Outcome][] (plain, picklable data) that the coordinator records.
 
 The bytes of an object are read once. They stream into the destination's
-atomic ``write`` through a generator that feeds MD5, SHA-256, the commP
-hasher and a CAR block verifier (in a helper thread, fed through a bounded
+atomic ``write`` through a generator that feeds SHA-256, the commP
+hasher, every other digest the policy needs, and a CAR block verifier (in a helper thread, fed through a bounded
 pipe) on the way; when the last chunk has passed, the generator compares
 what it computed with every truth it was given and raises if anything
 disagrees, so the write is abandoned and nothing appears under the key.
@@ -21,14 +21,15 @@ import io
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Final
 
 import attrs
 
 from carmigrate.car import VerifyResult, verify_car
 from carmigrate.cid import CID
 from carmigrate.commp import PieceHasher
+from carmigrate.digests import MultiHasher, clean_digests
 from carmigrate.errors import (
     CarmigrateError,
     ObjectExists,
@@ -39,6 +40,7 @@ from carmigrate.errors import (
 from carmigrate.migrate._model import (
     Action,
     Check,
+    ItemOutcome,
     ItemState,
     Overwrite,
     PlanItem,
@@ -51,9 +53,6 @@ from carmigrate.storage import (
     SupportsServerSideCopy,
     open_store,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 __all__ = ["Mode", "Outcome", "StorePair", "Task", "run_task", "run_tasks"]
 
@@ -101,8 +100,7 @@ class Task:
     base_delay: float = 0.2
     max_delay: float = 20.0
     maybe_ours: bool = False
-    written_md5: str | None = None
-    written_sha256: str | None = None
+    written_digests: Mapping[str, str] = attrs.field(factory=dict)
     written_etag: str | None = None
     written_piece: str | None = None
     written_car_root: str | None = None
@@ -115,32 +113,18 @@ class Task:
 
 
 @attrs.frozen(kw_only=True)
-class Outcome:
-    """What a worker found; the coordinator records it. ``state=None``: no change."""
+class Outcome(ItemOutcome):
+    """What a worker found; the coordinator records it. ``state=None``: no change.
+
+    The outcome fields are [ItemOutcome][carmigrate.migrate.ItemOutcome]'s;
+    ``attempts`` counts this task's attempts (added to the ledger's).
+    """
 
     seq: int
     mode: Mode
     state: ItemState | None
     attempts: int = 0
-    reason: str | None = None
-    offset: int | None = None
-    transient: bool | None = None
     ready: bool = True
-    md5: str | None = None
-    sha256: str | None = None
-    car_root: str | None = None
-    car_blocks: int | None = None
-    car_check: str | None = None
-    piece_cid: str | None = None
-    piece_cid_v2: str | None = None
-    created: bool = False
-    replaced: bool = False
-    written_etag: str | None = None
-    checks: tuple[str, ...] = ()
-    carried: tuple[str, ...] = ()
-    lost: tuple[str, ...] = ()
-    bytes_moved: int = 0
-    server_side: bool = False
 
 
 class StorePair:
@@ -292,11 +276,14 @@ class _CarCheck:
 @attrs.frozen
 class _Facts:
     size: int
-    md5: str | None
-    sha256: str | None
+    digests: dict[str, str]
     car: VerifyResult | None
     piece_cid: str | None
     piece_cid_v2: str | None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.digests.get("sha256")
 
 
 class _Digester:
@@ -305,14 +292,18 @@ class _Digester:
     def __init__(
         self,
         *,
-        md5: bool,
+        digests: Iterable[str] = (),
         sha256: bool = True,
         commp: bool = False,
         car: bool = False,
         progress: Callable[[int], None] | None = None,
         size: int | None = None,
     ) -> None:
-        self._md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+        # SHA-256 has its own path (with a held CAR it is computed alongside
+        # the block hashes); every other digest is one more hasher fed each
+        # chunk of the one read
+        others = [n for n in digests if n != "sha256"]
+        self._others = MultiHasher(others) if others else None
         self._sha256 = hashlib.sha256() if sha256 else None
         self._commp = PieceHasher(threads=1) if commp else None
         inline = car and size is not None and size <= _INLINE_CAR
@@ -333,8 +324,8 @@ class _Digester:
         self.facts: _Facts | None = None
 
     def update(self, chunk: bytes) -> None:
-        if self._md5 is not None:
-            self._md5.update(chunk)
+        if self._others is not None:
+            self._others.update(chunk)
         if self._sha256 is not None and not self._sha256_later:
             self._sha256.update(chunk)
         if self._commp is not None and not self._commp_later:
@@ -397,10 +388,12 @@ class _Digester:
             info = self._commp.piece_info()
             piece = str(info.cid_v1)
             v2 = str(info.cid_v2)
+        digests = {} if self._others is None else self._others.hexdigests()
+        if sha256 is not None:
+            digests["sha256"] = sha256
         return _Facts(
             size=self.count,
-            md5=None if self._md5 is None else self._md5.hexdigest(),
-            sha256=sha256,
+            digests=dict(sorted(digests.items())),
             car=car,
             piece_cid=piece,
             piece_cid_v2=v2,
@@ -453,7 +446,7 @@ class _Judge:
         if self.size is not None and facts.size != self.size:
             return checks, f"{facts.size} bytes, {self.size} expected", None, None
         for t in self.truths:
-            got = facts.md5 if t.algo == "md5" else facts.sha256
+            got = facts.digests.get(t.algo)
             if got is None:
                 continue
             if got != t.digest:
@@ -564,7 +557,12 @@ class _Worker:
         self.attempts = 0
         self.bytes_moved = 0
         self.wrote_maybe = task.maybe_ours
-        self.md5_needed = task.verification.wants(Check.MD5)
+        # what every read computes (truths() adds what can be compared)
+        always = set(self.policy.record) | set(task.written_digests)
+        if self.is_car:
+            always |= set(self.policy.car_record)
+        self.always_digests = frozenset(always)
+        self.digest_names: frozenset[str] = self.always_digests
 
     # -- helpers --------------------------------------------------------
 
@@ -582,7 +580,7 @@ class _Worker:
     def digester(self, *, full: bool, progress: bool = True) -> _Digester:
         wants = self.policy.wants
         return _Digester(
-            md5=self.md5_needed,
+            digests=self.digest_names,
             sha256=True,
             commp=full and self.is_car and wants(Check.COMMP),
             car=full and self.is_car and wants(Check.CAR),
@@ -621,32 +619,27 @@ class _Worker:
                     f"the source changed since the plan: ETag {info.etag}, "
                     f"{item.etag} planned (make a new plan)"
                 )
-        for algo in ("md5", "sha256"):
-            planned = getattr(item, algo)
-            now = None
-            if info is not None and info.checksums:
-                now = info.checksums.get(algo)
-                now = now.lower() if now else None
-            if planned is not None and now is not None and planned != now:
+        planned = item.digests
+        now = (
+            clean_digests(info.checksums) if info is not None and info.checksums else {}
+        )
+        for algo in sorted(set(planned) | set(now)):
+            p, n = planned.get(algo), now.get(algo)
+            if p is not None and n is not None and p != n:
                 raise _Failed(
-                    f"the source changed since the plan: {algo} {now}, {planned} "
+                    f"the source changed since the plan: {algo} {n}, {p} "
                     "planned (make a new plan)"
                 )
-            digest = planned or now
-            if digest is not None and wants(Check(algo)):
+            digest = p or n
+            if digest is not None and wants(algo):
                 out.append(_Truth(algo, digest, "source"))
         if self.policy.key_cids and item.source_key is not None:
             digest = key_sha256(item.source_key)
             if digest is not None:
                 out.append(_Truth("sha256", digest, "key"))
-        # MD5 costs more than SHA-256 here; compute it only when something
-        # will use it: a truth to compare, a CAR (deal manifests want it), or
-        # an MD5 recorded earlier to check against
-        self.md5_needed = wants(Check.MD5) and (
-            any(t.algo == "md5" for t in out)
-            or self.is_car
-            or self.task.written_md5 is not None
-        )
+        # a digest is computed when something uses it: a truth to compare,
+        # one recorded earlier to check against, or the policy's record
+        self.digest_names = self.always_digests | {t.algo for t in out}
         return out
 
     def metadata(
@@ -726,8 +719,7 @@ class _Worker:
         car = facts.car
         return self.outcome(
             ItemState.VERIFIED if checks else ItemState.UNVERIFIABLE,
-            md5=facts.md5,
-            sha256=facts.sha256,
+            digests=facts.digests,
             car_root=str(car.roots[0]) if car is not None and car.roots else None,
             car_blocks=None if car is None else car.blocks,
             car_check=car_check,
@@ -886,7 +878,7 @@ class _Worker:
                 ItemState.CONFLICT,
                 reason=f"the destination holds different content (sha256 {dfacts.sha256}, "
                 f"the source's is {sfacts.sha256})",
-                sha256=dfacts.sha256,
+                digests=dfacts.digests,
             )
         judge = _Judge(
             truths, car=self.is_car and self.policy.wants(Check.CAR), size=item.size
@@ -1014,8 +1006,10 @@ class _Worker:
             else None
         )
         for name, recorded, got in (
-            ("sha256", task.written_sha256, facts.sha256),
-            ("md5", task.written_md5, facts.md5),
+            *(
+                (algo, value, facts.digests.get(algo))
+                for algo, value in sorted(task.written_digests.items())
+            ),
             ("PieceCID", task.written_piece, facts.piece_cid),
             ("CAR root", task.written_car_root, root),
         ):
@@ -1058,14 +1052,13 @@ class _Worker:
         same: bool | None = None
         if task.written_etag is not None and info.etag is not None:
             same = info.etag == task.written_etag
-        if same is None and info.checksums.get("sha256") and task.written_sha256:
-            same = info.checksums["sha256"].lower() == task.written_sha256
+        written_sha256 = task.written_digests.get("sha256")
+        if same is None and info.checksums.get("sha256") and written_sha256:
+            same = info.checksums["sha256"].lower() == written_sha256
         if same is None and info.size != self.item.size:
             same = False
         if same is None:
-            same = (
-                self.read_facts(self.dst, key, full=False).sha256 == task.written_sha256
-            )
+            same = self.read_facts(self.dst, key, full=False).sha256 == written_sha256
         if not same:
             return self.outcome(
                 None,

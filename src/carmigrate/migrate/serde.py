@@ -30,17 +30,20 @@ from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final, TypeVar
 
+import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from carmigrate.cid import CID, encode_dag_cbor
+from carmigrate.digests import DigestMap
 from carmigrate.errors import PlanError
 from carmigrate.migrate._model import (
     FORMAT_VERSION,
-    Action,
     PlanHeader,
     PlanItem,
+    VerificationPolicy,
 )
+from carmigrate.migrate._schema import make_line_encoder
 
 __all__ = [
     "canonical_json",
@@ -49,9 +52,12 @@ __all__ = [
     "decode_item",
     "encode_header",
     "encode_item",
+    "encode_item_v1",
+    "encode_line",
     "item_line",
     "items_digest",
     "plan_id",
+    "upgrade_item_v1",
     "structure",
     "unstructure",
 ]
@@ -89,6 +95,19 @@ def _structure_item(value: Mapping[str, Any], _: object) -> PlanItem:
 
 converter.register_unstructure_hook(PlanItem, _unstructure_item)
 converter.register_structure_hook(PlanItem, _structure_item)
+converter.register_unstructure_hook(DigestMap, lambda m: m.to_dict())
+converter.register_structure_hook(DigestMap, lambda v, _: DigestMap(v))
+# Fields added to the policy after format 1 are left out at their defaults,
+# so the id of a plan made before them stays what it was.
+converter.register_unstructure_hook(
+    VerificationPolicy,
+    make_dict_unstructure_fn(
+        VerificationPolicy,
+        converter,
+        record=override(omit_if_default=True),
+        car_record=override(omit_if_default=True),
+    ),
+)
 
 _encode_json: Final = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
@@ -132,66 +151,41 @@ def canonical_json(value: object) -> str:
 
 _q: Final[Callable[[str], str]] = encode_basestring_ascii
 
+encode_line: Final[Callable[..., str]] = make_line_encoder(PlanItem)
+"""The plan-line encoder generated from [PlanItem][carmigrate.migrate.PlanItem]'s
+declaration: positional arguments in sorted key order (``action, cohort, cold,
+destination_key, destination_size, digests, etag, new_id, reason, size,
+source_id, source_key, stage``). The planner calls it once per item."""
 
-def item_line(
-    *,
-    action: Action,
-    source_key: str | None,
-    destination_key: str,
-    size: int,
-    stage: str,
-    cohort: str,
-    md5: str | None = None,
-    sha256: str | None = None,
-    etag: str | None = None,
-    cold: bool = False,
-    destination_size: int | None = None,
-    reason: str | None = None,
-    source_id: str | None = None,
-    new_id: str | None = None,
-) -> str:
+_LINE_FIELDS: Final = tuple(sorted(f.name for f in attrs.fields(PlanItem)))
+_LINE_DEFAULTS: Final = {
+    f.name: f.default for f in attrs.fields(PlanItem) if f.default is not attrs.NOTHING
+}
+
+
+def item_line(**fields: Any) -> str:
     """The canonical line of an item given as fields, without building it.
 
-    Equal to ``encode_item(PlanItem(...))`` for the same fields (a test holds
-    the two to each other); the planner uses it to write millions of lines
-    without building millions of objects.
+    Takes [PlanItem][carmigrate.migrate.PlanItem]'s fields by name (missing
+    ones take their defaults); equal to ``encode_item(PlanItem(**fields))``
+    for valid fields. Digests must already be in canonical form (registry
+    names, lowercase hex).
+
+    Raises:
+        TypeError: An unknown field, or a required one missing.
     """
-    # Keys in sorted order: action, cohort, cold, destination_key,
-    # destination_size, etag, md5, new_id, reason, sha256, size, source_id,
-    # source_key, stage.
-    out = ['{"action":"', action.value, '","cohort":', _q(cohort)]
-    if cold:
-        out.append(',"cold":true')
-    if source_key is None or destination_key != source_key:
-        out.append(',"destination_key":')
-        out.append(_q(destination_key))
-    if destination_size is not None:
-        out.append(f',"destination_size":{int(destination_size)}')
-    if etag is not None:
-        out.append(',"etag":')
-        out.append(_q(etag))
-    if md5 is not None:
-        out.append(',"md5":')
-        out.append(_q(md5))
-    if new_id is not None:
-        out.append(',"new_id":')
-        out.append(_q(new_id))
-    if reason is not None:
-        out.append(',"reason":')
-        out.append(_q(reason))
-    if sha256 is not None:
-        out.append(',"sha256":')
-        out.append(_q(sha256))
-    out.append(f',"size":{int(size)}')
-    if source_id is not None:
-        out.append(',"source_id":')
-        out.append(_q(source_id))
-    out.append(',"source_key":')
-    out.append("null" if source_key is None else _q(source_key))
-    out.append(',"stage":')
-    out.append(_q(stage))
-    out.append("}")
-    return "".join(out)
+    unknown = set(fields) - set(_LINE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown plan item fields {sorted(unknown)}")
+    values = []
+    for name in _LINE_FIELDS:
+        if name in fields:
+            values.append(fields[name])
+        elif name in _LINE_DEFAULTS:
+            values.append(_LINE_DEFAULTS[name])
+        else:
+            raise TypeError(f"plan item field {name!r} is required")
+    return encode_line(*values)
 
 
 def encode_item(item: PlanItem) -> str:
@@ -199,26 +193,46 @@ def encode_item(item: PlanItem) -> str:
 
     Equal to ``canonical_json(unstructure(item))``.
     """
-    return item_line(
-        action=item.action,
-        source_key=item.source_key,
-        destination_key=item.destination_key,
-        size=item.size,
-        stage=item.stage,
-        cohort=item.cohort,
-        md5=item.md5,
-        sha256=item.sha256,
-        etag=item.etag,
-        cold=item.cold,
-        destination_size=item.destination_size,
-        reason=item.reason,
-        source_id=item.source_id,
-        new_id=item.new_id,
-    )
+    return encode_line(*[getattr(item, name) for name in _LINE_FIELDS])
 
 
-def decode_item(line: str | bytes) -> PlanItem:
+def encode_item_v1(item: PlanItem) -> str:
+    """The line of an item in plan format version 1 (a plan read from such a file).
+
+    Raises:
+        PlanError: The item has digests format 1 cannot hold (other than
+            md5 and sha256).
+    """
+    data = unstructure(item)
+    digests = data.pop("digests", {})
+    extra = sorted(set(digests) - {"md5", "sha256"})
+    if extra:
+        raise PlanError(f"plan format 1 cannot hold the digests {extra}")
+    data.update(digests)
+    return canonical_json(data)
+
+
+def upgrade_item_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A plan line of format version 1, as plain data, in the form of version 2.
+
+    Version 1 had ``md5`` and ``sha256`` keys where version 2 has one
+    ``digests`` object.
+    """
+    if "md5" not in data and "sha256" not in data:
+        return data
+    out = dict(data)
+    digests = {k: out.pop(k) for k in ("md5", "sha256") if k in out}
+    out["digests"] = {k: v for k, v in digests.items() if v is not None}
+    return out
+
+
+def decode_item(line: str | bytes, *, format_version: int = FORMAT_VERSION) -> PlanItem:
     """Parse one item line.
+
+    Args:
+        line: The line.
+        format_version: The plan file's format version (version 1 lines are
+            upgraded).
 
     Raises:
         PlanError: The line is not JSON or does not describe a plan item.
@@ -229,6 +243,8 @@ def decode_item(line: str | bytes) -> PlanItem:
         raise PlanError(f"plan item line is not JSON: {e}") from e
     if not isinstance(data, dict):
         raise PlanError("plan item line is not a JSON object")
+    if format_version < 2:
+        data = upgrade_item_v1(data)
     return structure(data, PlanItem)
 
 

@@ -626,7 +626,7 @@ def _scan_plans(
                 action=Action.VERIFY,
                 stage=_STAGE,
                 cohort=tenant or "",
-                sha256=sha,
+                digests={"sha256": sha} if sha else {},
                 destination_size=size,
             )
         )

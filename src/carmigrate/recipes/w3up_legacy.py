@@ -864,7 +864,10 @@ class _Run:
 
         def item(link: str, info: ObjectInfo, action: Action, dkey: str) -> PlanItem:
             entry = ListingEntry.from_info(info)
-            cid = CID.decode(link)
+            digests = dict(entry.digests or {})
+            key_digest = _digest(CID.decode(link))
+            if key_digest is not None:
+                digests["sha256"] = key_digest
             return PlanItem(
                 source_key=info.key,
                 destination_key=dkey,
@@ -872,8 +875,7 @@ class _Run:
                 action=action,
                 stage=_STAGE,
                 cohort=needed[link],
-                md5=entry.md5,
-                sha256=_digest(cid),
+                digests=digests,
                 etag=info.etag,
                 cold=info.cold,
                 destination_size=info.size if action is Action.VERIFY else None,
