@@ -51,8 +51,18 @@ def _scrambled(n: int):
 def _listings(n: int, scrambled: bool):
     from carmigrate.migrate import ListingEntry
 
-    md5s = [f"{i:032x}" for i in range(1024)]
+    md5s: list = [f"{i:032x}" for i in range(1024)]
     make = tuple.__new__  # ListingEntry without its Python-level __new__
+    if "digests" in ListingEntry._fields:
+        # digests as one mapping per entry, in the tuple's digests place
+        # (key, size, etag, digests, cold); the md5 place of the older shape
+        # carries the map and its sha256 place is dropped below
+        from carmigrate.digests import DigestMap
+
+        md5s = [DigestMap({"md5": m}) for m in md5s]
+        rest: tuple = (False,)
+    else:
+        rest = (None, False)
 
     def key(i: int) -> str:
         return f"u{i // 1000:05d}/f{i:09d}.bin"
@@ -62,7 +72,7 @@ def _listings(n: int, scrambled: bool):
             for i in _scrambled(n):
                 yield make(
                     ListingEntry,
-                    (key(i), 1000 + (i & 1023), f"e{i}", md5s[i & 1023], None, False),
+                    (key(i), 1000 + (i & 1023), f"e{i}", md5s[i & 1023], *rest),
                 )
             return
         # in key order: format the user part once per thousand keys
@@ -76,8 +86,7 @@ def _listings(n: int, scrambled: bool):
                         1000 + (i & 1023),
                         f"e{i}",
                         md5s[i & 1023],
-                        None,
-                        False,
+                        *rest,
                     ),
                 )
 
@@ -89,16 +98,14 @@ def _listings(n: int, scrambled: bool):
             if r < 40:  # equal by md5 -> SKIP
                 yield make(
                     ListingEntry,
-                    (key(i), 1000 + (i & 1023), None, md5s[i & 1023], None, False),
+                    (key(i), 1000 + (i & 1023), None, md5s[i & 1023], *rest),
                 )
             elif r < 45:  # different size -> CONFLICT
-                yield make(ListingEntry, (key(i), 7, None, None, None, False))
+                yield make(ListingEntry, (key(i), 7, None, None, *rest))
             elif r < 50:  # same size, no digest -> VERIFY
-                yield make(
-                    ListingEntry, (key(i), 1000 + (i & 1023), None, None, None, False)
-                )
+                yield make(ListingEntry, (key(i), 1000 + (i & 1023), None, None, *rest))
             elif r == 99 and i % 1000 == 999:  # an extra right after it
-                yield make(ListingEntry, (key(i) + "~", 1, None, None, None, False))
+                yield make(ListingEntry, (key(i) + "~", 1, None, None, *rest))
 
     return source(), destination()
 

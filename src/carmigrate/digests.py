@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final, Protocol, cast, final
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable
 
 __all__ = [
     "DigestAlgorithm",
@@ -387,14 +387,20 @@ class MultiHasher:
         return bool(self._hashers)
 
 
+def _frozen(self: object, *args: object, **kwargs: object) -> None:
+    raise TypeError("a DigestMap cannot be changed; make a new one")
+
+
 @final
-class DigestMap(Mapping[str, str]):
+class DigestMap(dict[str, str]):
     """Digests of one object: an immutable, hashable, picklable mapping in canonical form.
 
     Keys are registry names, values lowercase hex of the right length, in
-    name order; iteration, equality with any mapping, ``hash`` and pickling
-    work as for a frozen value. Used for the ``digests`` of plan items and
-    ledger records.
+    name order. It is a ``dict`` (lookups, iteration and ``len`` run at C
+    speed; it compares equal to any mapping with the same items) that
+    refuses every change, so it can sit in frozen values, be hashed and be
+    pickled to worker processes. Used for the ``digests`` of listings, plan
+    items and ledger records.
 
     Args:
         digests: Digests by any spelling of their names (validated by
@@ -404,54 +410,47 @@ class DigestMap(Mapping[str, str]):
         ValueError: An unknown algorithm or a malformed digest.
     """
 
-    __slots__ = ("_data", "_hash")
+    __slots__ = ("_hash", "_json")
 
     def __init__(self, digests: Mapping[str, str] | None = None) -> None:
-        self._data: dict[str, str] = (
-            dict(digests._data)
-            if isinstance(digests, DigestMap)
-            else normalize_digests(digests)
-        )
+        data = digests if type(digests) is DigestMap else normalize_digests(digests)
+        dict.__init__(self, data)
         self._hash: int | None = None
+        self._json: str | None = None
 
     @classmethod
-    def _trusted(cls, data: dict[str, str]) -> DigestMap:
-        """Wrap a dict already in canonical form (no checks; internal)."""
+    def _trusted(cls, data: Mapping[str, str]) -> DigestMap:
+        """Wrap digests already in canonical form, sorted (no checks; internal)."""
         out = cls.__new__(cls)
-        out._data = data
+        dict.__init__(out, data)
         out._hash = None
+        out._json = None
         return out
 
-    def __getitem__(self, key: str) -> str:
-        return self._data[key]
+    __setitem__ = __delitem__ = _frozen
+    clear = pop = popitem = setdefault = update = _frozen  # type: ignore[assignment]
+    __ior__ = _frozen  # type: ignore[assignment]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]
         if self._hash is None:
-            self._hash = hash(tuple(self._data.items()))
+            self._hash = hash(tuple(self.items()))
         return self._hash
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, DigestMap):
-            return self._data == other._data
-        if isinstance(other, Mapping):
-            return self._data == dict(other)
-        return NotImplemented
-
     def __repr__(self) -> str:
-        return f"DigestMap({self._data!r})"
+        return f"DigestMap({dict.__repr__(self)})"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (DigestMap._trusted, (self._data,))
+        return (DigestMap._trusted, (dict(self),))
 
     def to_dict(self) -> dict[str, str]:
         """A plain ``dict`` copy (for JSON)."""
-        return dict(self._data)
+        return dict(self)
+
+    def to_json(self) -> str:
+        """Canonical JSON of the digests (sorted names, compact), computed once."""
+        j = self._json
+        if j is None:
+            j = self._json = (
+                "{" + ",".join(f'"{k}":"{v}"' for k, v in sorted(self.items())) + "}"
+            )
+        return j

@@ -79,8 +79,17 @@ def test_item_line_is_canonical_json_of_the_converter(item: PlanItem) -> None:
         **{f.name: getattr(item, f.name) for f in attrs.fields(PlanItem)}
     )
 
+    lines = serde._LINES
+    values = {k: getattr(item, k) for k in lines.keys}
+    pieced = lines.body(
+        lines.head(*[values[k] for k in lines.head_keys]),
+        lines.tail(*[values[k] for k in lines.tail_keys]),
+        *[values[k] for k in lines.body_keys],
+    )
+
     assert line == serde.canonical_json(serde.unstructure(item))
     assert fast == line
+    assert pieced == line
     assert line.isascii()
     assert serde.decode_item(line) == item
 

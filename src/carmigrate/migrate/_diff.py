@@ -8,7 +8,7 @@ comparator): this module sees only two key-sorted streams of
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from carmigrate.digests import algorithm
 from carmigrate.migrate._listing import ListingEntry, check_sorted
@@ -67,6 +67,14 @@ def compare(
     dd = destination[3]
     if not sd or not dd:
         return Action.VERIFY, None
+    if len(sd) == 1 and len(dd) == 1:  # the common case: one digest a side
+        for name, value in sd.items():
+            other = dd.get(name)
+            if other is None:
+                return Action.VERIFY, None
+            if other != value:
+                return Action.CONFLICT, f"{name} differs"
+            return Action.SKIP, _SAME.get(name) or f"same size and {name}"
     common = [n for n in sd if n in dd]
     if not common:
         return Action.VERIFY, None
@@ -75,6 +83,9 @@ def compare(
         if sd[name] != dd[name]:
             return Action.CONFLICT, f"{name} differs"
     return Action.SKIP, f"same size and {common[0]}"
+
+
+_SAME: Final = {n: f"same size and {n}" for n in ("md5", "sha1", "sha256", "sha512")}
 
 
 def join(

@@ -606,9 +606,11 @@ class PlanItem:
     source_key: str | None = column()
     destination_key: str = column(sql=_TEXT_NN, omit_if_same_as="source_key")
     size: int = column(kind=ColumnKind.INT, sql=_INT_NN)
-    action: Action = column(kind=ColumnKind.ENUM, sql=_TEXT_NN, type=Action)
-    stage: str = column(sql=_TEXT_NN)
-    cohort: str = column(sql=_TEXT_NN)
+    action: Action = column(
+        kind=ColumnKind.ENUM, sql=_TEXT_NN, type=Action, line_cache=True
+    )
+    stage: str = column(sql=_TEXT_NN, line_cache=True)
+    cohort: str = column(sql=_TEXT_NN, line_cache=True)
     digests: Mapping[str, str] = column(
         name="plan_digests",
         kind=ColumnKind.DIGESTS,

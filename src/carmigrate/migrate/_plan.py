@@ -870,16 +870,19 @@ def _build(
     cohort_of = cohorts.cohort_of
     stages = stage_of.cache
     encode = serde.encode_line
+    body, head_of, tail_of = serde.line_body, serde.line_head, serde.line_tail
     src_prev = dst_prev = ""
     copy, extra = Action.COPY, Action.EXTRA
     totals: dict[tuple[str, Action], list[int]] = {}
+    heads: dict[tuple[Action, str], str] = {}
+    tails: dict[str, str] = {}
     buf: list[str] = []
     append = buf.append
     extras = 0
     write_batch = _WRITE_BATCH
     last_cohort: str | None = None
     last_action: Action | None = None
-    stage = ""
+    stage = head = tail = ""
     t: list[int] = [0, 0]
     # Both inputs are checked to ascend as they are read (the join relies
     # on it, and it catches repeated keys); "" is below every valid key.
@@ -992,20 +995,29 @@ def _build(
             else:
                 cohort = cohort_of(skey)
             # consecutive keys mostly share cohort and action: reuse the
-            # stage and the totals entry
+            # line's encoded head (action, cohort) and tail (stage) and the
+            # totals entry
             if cohort != last_cohort:
                 last_cohort = cohort
                 last_action = None
                 stage = stages.get(cohort) or stage_of(cohort)
             if action is not last_action:
                 last_action = action
+                cached_head = heads.get((action, cohort))
+                if cached_head is None:
+                    cached_head = heads[(action, cohort)] = head_of(action, cohort)
+                head = cached_head
+                cached_tail = tails.get(stage)
+                if cached_tail is None:
+                    cached_tail = tails[stage] = tail_of(stage)
+                tail = cached_tail
                 entry = totals.get((stage, action))
                 if entry is None:
                     entry = totals[(stage, action)] = [0, 0]
                 t = entry
-            text = encode(
-                action,
-                cohort,
+            text = body(
+                head,
+                tail,
                 cold,
                 dkey,
                 dsize,
@@ -1016,7 +1028,6 @@ def _build(
                 size,
                 sid,
                 skey,
-                stage,
             )
             t[0] += 1
             t[1] += size
@@ -1050,6 +1061,26 @@ def _build(
         "extras_count": extras,
         "totals": totals,
     }
+
+
+# The positional call of serde.line_body in _build follows PlanItem's key
+# order; a change of the declaration must change that call too.
+if serde._LINES.body_keys != (
+    "cold",
+    "destination_key",
+    "destination_size",
+    "digests",
+    "etag",
+    "new_id",
+    "reason",
+    "size",
+    "source_id",
+    "source_key",
+):  # pragma: no cover - guards the declaration
+    raise ImportError(
+        f"PlanItem's plan-line keys changed ({serde._LINES.body_keys}); "
+        "update the planner's call of serde.line_body"
+    )
 
 
 def _out_of_order(key: str, prev: str, what: str) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "Column",
     "ColumnKind",
     "FlatColumn",
+    "LineEncoder",
     "Record",
     "column",
     "flat_columns",
@@ -106,6 +107,9 @@ class Column:
         type: For ``ENUM``: the enum class; for ``NESTED``: the attrs class.
         omit_if_same_as: In plan lines, leave the field out when it equals
             this other field (``destination_key`` equal to ``source_key``).
+        line_cache: A required field whose value repeats across consecutive
+            plan lines (stage, cohort, action): the planner may encode it
+            once and reuse it. Such fields must lead or trail the key order.
     """
 
     name: str | None = None
@@ -114,6 +118,7 @@ class Column:
     record: Record = Record.NEVER
     type: type | None = None
     omit_if_same_as: str | None = None
+    line_cache: bool = False
 
 
 def column(
@@ -124,6 +129,7 @@ def column(
     record: Record = Record.NEVER,
     type: type | None = None,
     omit_if_same_as: str | None = None,
+    line_cache: bool = False,
     **field_kwargs: Any,
 ) -> Any:
     """An ``attrs.field`` declared as a ledger column (and a plan-line key).
@@ -136,6 +142,8 @@ def column(
         type: The enum class (``ENUM``) or attrs class (``NESTED``).
         omit_if_same_as: Plan lines leave the field out when it equals this
             field.
+        line_cache: The planner may cache the field's encoding (see
+            [Column][carmigrate.migrate.lowlevel.Column]).
         **field_kwargs: Passed on to ``attrs.field`` (``default``,
             ``converter``, ``factory``, ...).
     """
@@ -146,6 +154,7 @@ def column(
         record=record,
         type=type,
         omit_if_same_as=omit_if_same_as,
+        line_cache=line_cache,
     )
     return attrs.field(metadata={META: meta}, **field_kwargs)
 
@@ -163,6 +172,7 @@ class FlatColumn:
         record: When an outcome sets it.
         type: The enum class, for ``ENUM``.
         omit_if_same_as: See [Column][carmigrate.migrate.lowlevel.Column].
+        line_cache: See [Column][carmigrate.migrate.lowlevel.Column].
         required: The field has no default.
         default: The field's default (``None`` when required).
     """
@@ -174,6 +184,7 @@ class FlatColumn:
     record: Record
     type: type | None
     omit_if_same_as: str | None
+    line_cache: bool
     required: bool
     default: Any
 
@@ -214,6 +225,7 @@ def flat_columns(cls: type, _prefix: tuple[str, ...] = ()) -> tuple[FlatColumn, 
                 record=meta.record,
                 type=meta.type,
                 omit_if_same_as=meta.omit_if_same_as,
+                line_cache=meta.line_cache,
                 required=required,
                 default=None if required else default,
             )
@@ -234,6 +246,8 @@ _EMPTY: Final = DigestMap()
 
 def digests_json(digests: Mapping[str, str]) -> str:
     """The canonical JSON of a digest map (registry names and hex need no escaping)."""
+    if type(digests) is DigestMap:
+        return digests.to_json()
     return "{" + ",".join(f'"{k}":"{digests[k]}"' for k in sorted(digests)) + "}"
 
 
@@ -286,22 +300,70 @@ def _compile(name: str, source: str, env: dict[str, Any]) -> Callable[..., Any]:
     return fn
 
 
-def make_line_encoder(cls: type) -> Callable[..., str]:
-    """The canonical-JSON line encoder of ``cls``: positional arguments in key order.
+@attrs.frozen(kw_only=True)
+class LineEncoder:
+    """The plan-line encoders generated for a declared class (see [make_line_encoder][]).
+
+    Attributes:
+        keys: Every field, in key (sorted) order: the arguments of ``full``.
+        head_keys: The leading keys marked ``line_cache`` (arguments of
+            ``head``).
+        body_keys: The keys between head and tail (arguments of ``body``
+            after the encoded head and tail).
+        tail_keys: The trailing keys marked ``line_cache`` (arguments of
+            ``tail``).
+        full: Encodes a whole line from every field.
+        head: Encodes the line's start from the head fields.
+        tail: Encodes the line's end from the tail fields.
+        body: ``body(head_text, tail_text, *body fields)``: the whole line,
+            with head and tail already encoded (a caller that sees the same
+            head and tail values many times in a row caches them).
+    """
+
+    keys: tuple[str, ...]
+    head_keys: tuple[str, ...]
+    body_keys: tuple[str, ...]
+    tail_keys: tuple[str, ...]
+    full: Callable[..., str]
+    head: Callable[..., str]
+    tail: Callable[..., str]
+    body: Callable[..., str]
+
+
+def _dj(d: Mapping[str, str]) -> str:
+    return d.to_json() if type(d) is DigestMap else digests_json(d)
+
+
+def make_line_encoder(cls: type) -> LineEncoder:
+    """The canonical-JSON line encoders of ``cls``: positional arguments in key order.
 
     Keys come sorted; a field with a default is left out when it equals it
     (``None``, ``False``, empty); a field with ``omit_if_same_as`` when it
     equals that field; a required field is always written (``null`` for
-    ``None``).
+    ``None``). Fields marked ``line_cache`` at the start and the end of the
+    key order may be passed pre-encoded (``body``).
 
     Raises:
-        TypeError: The first key is not a required field (the encoder
-            writes no separator before it).
+        TypeError: The first key is not a required field, or a ``line_cache``
+            field stands between others.
     """
     specs = sorted(flat_columns(cls), key=lambda s: s.attr)
     if not specs or not specs[0].required:
         raise TypeError(f"the first key of a {cls.__name__} line must be required")
-    body = []
+    cached = [s.line_cache for s in specs]
+    nh = cached.index(False) if False in cached else len(specs)
+    nt = cached[::-1].index(False) if False in cached else 0
+    if any(cached[nh : len(specs) - nt]):
+        raise TypeError(
+            f"{cls.__name__}: line_cache fields must lead or trail the keys"
+        )
+    for s in (*specs[:nh], *specs[len(specs) - nt :]):
+        if not s.required or s.omit_if_same_as is not None:
+            raise TypeError(
+                f"{cls.__name__}.{s.attr}: a line_cache field must be required"
+            )
+
+    pieces = []
     for i, s in enumerate(specs):
         a = s.attr
         k = s.kind
@@ -319,7 +381,8 @@ def make_line_encoder(cls: type) -> Callable[..., str]:
         elif k is ColumnKind.ENUM:
             val = f"'\"' + {a}.value + '\"'"
         elif k is ColumnKind.DIGESTS:
-            val = f"dj({a})"
+            # a DigestMap keeps its JSON once made
+            val = f"(({a}._json or dj({a})) if type({a}) is DM else dj({a}))"
         else:
             val = f"lj({a})"
         piece = f"{key!r} + {val}"
@@ -332,17 +395,49 @@ def make_line_encoder(cls: type) -> Callable[..., str]:
         else:
             cond = f"{a} is not None"
         if cond is None:
-            body.append(f"    out += {piece}")
+            pieces.append(f"    out += {piece}")
         else:
-            body.append(f"    if {cond}:\n        out += {piece}")
-    args = ", ".join(s.attr for s in specs)
-    source = (
-        f"def encode_line({args}):\n    out = ''\n"
-        + "\n".join(body)
-        + "\n    return out + '}'\n"
+            pieces.append(f"    if {cond}:\n        out += {piece}")
+
+    def fn(name: str, params: list[str], start: str, lines: list[str], end: str) -> str:
+        return (
+            f"def {name}({', '.join(params)}):\n    out = {start}\n"
+            + "".join(line + "\n" for line in lines)
+            + f"    return out{end}\n"
+        )
+
+    keys = [s.attr for s in specs]
+    head_keys, body_keys = keys[:nh], keys[nh : len(keys) - nt]
+    tail_keys = keys[len(keys) - nt :]
+    env = {"q": _q, "dj": _dj, "lj": _list_json, "DM": DigestMap}
+    source = "\n".join(
+        [
+            fn("full", keys, "''", pieces, " + '}'"),
+            fn("head", head_keys, "''", pieces[:nh], ""),
+            fn("tail", tail_keys, "''", pieces[len(keys) - nt :], " + '}'"),
+            fn(
+                "body",
+                ["head_", "tail_", *body_keys],
+                "head_",
+                pieces[nh : len(keys) - nt],
+                " + tail_",
+            ),
+        ]
     )
-    return _compile(
-        "encode_line", source, {"q": _q, "dj": digests_json, "lj": _list_json}
+    namespace: dict[str, Any] = dict(env)
+    exec(
+        compile(source, f"<carmigrate item schema: {cls.__name__} lines>", "exec"),
+        namespace,
+    )
+    return LineEncoder(
+        keys=tuple(keys),
+        head_keys=tuple(head_keys),
+        body_keys=tuple(body_keys),
+        tail_keys=tuple(tail_keys),
+        full=namespace["full"],
+        head=namespace["head"],
+        tail=namespace["tail"],
+        body=namespace["body"],
     )
 
 

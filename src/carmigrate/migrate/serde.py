@@ -56,6 +56,9 @@ __all__ = [
     "encode_line",
     "item_line",
     "items_digest",
+    "line_body",
+    "line_head",
+    "line_tail",
     "plan_id",
     "upgrade_item_v1",
     "structure",
@@ -151,11 +154,24 @@ def canonical_json(value: object) -> str:
 
 _q: Final[Callable[[str], str]] = encode_basestring_ascii
 
-encode_line: Final[Callable[..., str]] = make_line_encoder(PlanItem)
+_LINES: Final = make_line_encoder(PlanItem)
+
+encode_line: Final[Callable[..., str]] = _LINES.full
 """The plan-line encoder generated from [PlanItem][carmigrate.migrate.PlanItem]'s
 declaration: positional arguments in sorted key order (``action, cohort, cold,
 destination_key, destination_size, digests, etag, new_id, reason, size,
-source_id, source_key, stage``). The planner calls it once per item."""
+source_id, source_key, stage``)."""
+
+line_head: Final[Callable[..., str]] = _LINES.head
+"""The start of a line from its leading cached fields (``action, cohort``)."""
+
+line_tail: Final[Callable[..., str]] = _LINES.tail
+"""The end of a line from its trailing cached fields (``stage``)."""
+
+line_body: Final[Callable[..., str]] = _LINES.body
+"""A whole line from an encoded head and tail and the other fields, in key order
+(``head, tail, cold, destination_key, destination_size, digests, etag, new_id,
+reason, size, source_id, source_key``); what the planner calls once per item."""
 
 _LINE_FIELDS: Final = tuple(sorted(f.name for f in attrs.fields(PlanItem)))
 _LINE_DEFAULTS: Final = {
