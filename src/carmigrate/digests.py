@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final, Protocol, cast, final
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
 __all__ = [
     "DigestAlgorithm",

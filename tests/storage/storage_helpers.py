@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carmigrate.storage import S3Store
+import attrs
+
+from carmigrate.errors import ColdObject
+from carmigrate.storage import MemoryStore, ObjectInfo, RestoreStatus, S3Store
 
 REPO = Path(__file__).resolve().parents[2]
 SWIFT_SCRIPT = REPO / "scripts" / "swift-s3"
@@ -192,3 +195,59 @@ def break_reads(
 
     client.meta.events.register("after-call.s3.GetObject", handler)
     return broken
+
+
+class ColdMemoryStore:
+    """A store whose objects are all GLACIER until restored; it can restore.
+
+    Implements ``SupportsRestore`` and no other optional Protocol. A restore
+    finishes after ``polls`` further ``stat`` calls of the object.
+    """
+
+    def __init__(self, polls: int = 0) -> None:
+        from carmigrate.storage.lowlevel import derive_capabilities
+
+        self.inner = MemoryStore("cold")
+        self.url = "memory://cold"
+        self.polls = polls
+        self.pending: dict[str, int] = {}
+        self.requests: list[tuple[str, int, str]] = []
+        self.capabilities = derive_capabilities(self.inner.capabilities, self)
+
+    def _info(self, info: ObjectInfo) -> ObjectInfo:
+        left = self.pending.get(info.key)
+        if left is None:
+            return attrs.evolve(info, storage_class="GLACIER")
+        if left > 0:
+            self.pending[info.key] = left - 1
+        return attrs.evolve(
+            info, storage_class="GLACIER", restore=RestoreStatus(in_progress=left > 0)
+        )
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._info(self.inner.stat(key))
+
+    def open_read(self, key: str, *, start: int = 0, end: int | None = None) -> Any:
+        if self.stat(key).cold:
+            raise ColdObject(f"{key} is cold", key=key, storage_class="GLACIER")
+        return self.inner.open_read(key, start=start, end=end)
+
+    def write(self, key: str, data: Any, **kwargs: Any) -> ObjectInfo:
+        return self.inner.write(key, data, **kwargs)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for info in self.inner.list(prefix):
+            yield self._info(info)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def request_restore(
+        self, key: str, *, days: int = 1, tier: str = "Standard"
+    ) -> None:
+        self.inner.stat(key)  # ObjectNotFound for a missing key
+        self.requests.append((key, days, tier))
+        self.pending.setdefault(key, self.polls)

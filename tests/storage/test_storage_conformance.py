@@ -41,12 +41,18 @@ def _flaky_memory(tmp_path: Path) -> Callable[[], Store]:
     return lambda: FlakyStore(MemoryStore())
 
 
+def _flaky_local(tmp_path: Path) -> Callable[[], Store]:
+    # ... with the optional Protocols of a LocalStore passed through
+    return lambda: FlakyStore(LocalStore(tmp_path / f"flaky{next(_counter)}"))
+
+
 LOCAL_BACKENDS = {
     "memory": lambda tmp_path: MemoryStore,
     "local": _local,
     "fsspec-memory": _fsspec_memory,
     "fsspec-local": _fsspec_local,
     "flaky-memory": _flaky_memory,
+    "flaky-local": _flaky_local,
 }
 
 

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from storage_helpers import ColdMemoryStore, S3Server
 
 from carmigrate.errors import BackendUnavailable, ObjectNotFound, StorageError
-from carmigrate.storage import MemoryStore, read_bytes
+from carmigrate.storage import (
+    LocalStore,
+    MemoryStore,
+    S3Store,
+    SupportsPresignedUrls,
+    SupportsRestore,
+    SupportsServerSideCopy,
+    SupportsTemporaryCleanup,
+    capabilities_of,
+    copy_object,
+    read_bytes,
+    restore_object,
+)
 from carmigrate.testing import FlakyStore
 
 
@@ -84,7 +99,7 @@ def test_methods_filter_latency_and_capabilities() -> None:
         flaky.stat("missing")
 
     assert slept == [0.25, 0.25, 0.25]
-    assert not flaky.capabilities.server_side_copy
+    assert flaky.capabilities == flaky.inner.capabilities
     assert flaky.url == flaky.inner.url
 
 
@@ -96,3 +111,96 @@ def test_bad_arguments() -> None:
         FlakyStore(MemoryStore(), probability=1.5)
     with pytest.raises(ValueError, match="when"):
         FlakyStore(MemoryStore(), when="during")  # type: ignore[arg-type]
+
+
+def _no_wait(seconds: float) -> None:
+    pass
+
+
+def test_wrapping_a_cold_store_keeps_restore() -> None:
+    """A FlakyStore around a store that restores is a SupportsRestore and restores."""
+    cold = ColdMemoryStore(polls=1)
+    cold.write("frozen", b"data")
+    flaky = FlakyStore(cold)
+
+    assert isinstance(flaky, SupportsRestore)
+    assert flaky.capabilities.cold_tier
+    info = restore_object(flaky, "frozen", poll_interval=0, sleep=_no_wait)
+    assert not info.cold
+    assert read_bytes(flaky, "frozen") == b"data"
+    assert cold.requests == [("frozen", 1, "Standard")]
+
+
+def test_wrapping_a_local_store_has_exactly_its_protocols(tmp_path: Path) -> None:
+    """Around LocalStore: copy and cleanup are passed through, restore is not there."""
+    local = LocalStore(tmp_path / "root")
+    flaky = FlakyStore(local)
+
+    assert isinstance(flaky, FlakyStore)
+    assert not isinstance(flaky, SupportsRestore)
+    assert not isinstance(flaky, SupportsPresignedUrls)
+    assert isinstance(flaky, SupportsServerSideCopy)
+    assert isinstance(flaky, SupportsTemporaryCleanup)
+    assert flaky.capabilities == local.capabilities
+    assert capabilities_of(flaky) == flaky.capabilities
+    assert flaky.remove_temporary() == 0
+
+
+def test_faults_in_optional_methods(tmp_path: Path) -> None:
+    """Optional methods named in methods= are counted and fail like the others."""
+    inner = MemoryStore()
+    inner.write("src", b"v")
+    flaky = FlakyStore(inner, methods=["copy_from"], fail_calls=[1])
+
+    with pytest.raises(BackendUnavailable, match=r"call 1 \(copy_from 'dst'\)"):
+        flaky.copy_from(flaky, "src", "dst")
+    assert [i.key for i in inner.list()] == ["src"]  # failed before: nothing copied
+    copy_object(flaky, "src", flaky, "dst")  # server-side, second call: no fault
+    assert read_bytes(inner, "dst") == b"v"
+    assert flaky.log == [(1, "copy_from", "dst", "fail"), (2, "copy_from", "dst", "ok")]
+
+    local = FlakyStore(
+        LocalStore(tmp_path / "root"),
+        methods=["remove_temporary"],
+        fail_calls=[1],
+        transient=False,
+    )
+    with pytest.raises(StorageError, match="remove_temporary"):
+        local.remove_temporary()
+    assert local.remove_temporary() == 0
+
+
+def test_optional_methods_the_store_lacks_are_refused() -> None:
+    """Counting request_restore on a store that cannot restore is a mistake."""
+    with pytest.raises(ValueError, match="unknown methods"):
+        FlakyStore(MemoryStore(), methods=["request_restore"])
+    FlakyStore(ColdMemoryStore(), methods=["request_restore"])
+
+
+@pytest.mark.s3
+def test_wrapping_a_cold_tier_s3_store_restores(moto: S3Server) -> None:
+    """A FlakyStore around a cold-tier S3 store restores its cold objects."""
+    store = moto.store(storage_class="GLACIER")
+    store.write("frozen", b"data")
+    flaky = FlakyStore(store, fail_calls=[2])
+
+    assert isinstance(flaky, SupportsRestore)
+    assert flaky.capabilities.cold_tier
+    with pytest.raises(BackendUnavailable):  # call 2 (the first stat is call 1)
+        restore_object(flaky, "frozen", poll_interval=0, sleep=_no_wait)
+    info = restore_object(flaky, "frozen", poll_interval=0, sleep=_no_wait)
+    assert not info.cold
+    assert read_bytes(flaky, "frozen") == b"data"
+
+
+@pytest.mark.s3
+def test_wrapping_an_s3_store_without_cold_tier(moto: S3Server) -> None:
+    """cold_tier=False: neither the store nor its wrapper claims to restore."""
+    store = moto.store(cold_tier=False)
+    flaky = FlakyStore(store)
+
+    assert isinstance(store, S3Store)
+    assert not isinstance(flaky, SupportsRestore)
+    assert not flaky.capabilities.cold_tier
+    assert isinstance(flaky, SupportsPresignedUrls)
+    assert flaky.presign("k").startswith(moto.endpoint)

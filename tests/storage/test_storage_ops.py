@@ -30,6 +30,7 @@ from carmigrate.storage import (
     restore_object,
     write_bytes,
 )
+from carmigrate.storage.lowlevel import derive_capabilities
 from carmigrate.testing import FlakyStore
 
 
@@ -184,7 +185,8 @@ class FrozenStore:
     def __init__(self, polls: int) -> None:
         self.inner = MemoryStore()
         self.url = "memory://cold"
-        self.capabilities = Capabilities(cold_tier=True)
+        # cold_tier only where a subclass can restore
+        self.capabilities = derive_capabilities(Capabilities(), self)
         self.polls = polls
         self.requested = 0
         self.restore: RestoreStatus | None = None

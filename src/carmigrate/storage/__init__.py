@@ -4,9 +4,12 @@ A [Store][carmigrate.storage.Store] has ``stat``, ranged ``open_read``, atomic
 ``write``, sorted ``list`` and ``delete``, plus frozen
 [Capabilities][carmigrate.storage.Capabilities] that say what else it can do
 (server-side copy, conditional writes, native checksums, a cold tier, ...).
-Optional abilities are small extra Protocols. Helpers built on the Protocol
-(copy between stores, exists, whole-object I/O, restore) are free functions
-in [carmigrate.storage.ops][], re-exported here.
+Optional abilities are small extra Protocols; the capability flags that go
+with them are derived from the Protocols a store implements
+([capabilities_of][carmigrate.storage.capabilities_of]). Helpers built on the
+Protocol (copy between stores, exists, whole-object I/O, restore) are free
+functions in [carmigrate.storage.ops][], re-exported here; helpers for
+backend and wrapper authors are in [carmigrate.storage.lowlevel][].
 
 Backends: [LocalStore][carmigrate.storage.LocalStore],
 [MemoryStore][carmigrate.storage.MemoryStore],
@@ -29,7 +32,9 @@ from carmigrate.storage._base import (
     SupportsRead,
     SupportsRestore,
     SupportsServerSideCopy,
+    SupportsTemporaryCleanup,
     WriteData,
+    capabilities_of,
 )
 from carmigrate.storage._fsspec import FsspecStore
 from carmigrate.storage._io import SUPPORTED_CHECKSUMS, iter_chunks, normalize_checksums
@@ -71,7 +76,9 @@ __all__ = [
     "SupportsRead",
     "SupportsRestore",
     "SupportsServerSideCopy",
+    "SupportsTemporaryCleanup",
     "WriteData",
+    "capabilities_of",
     "copy_object",
     "exists",
     "iter_chunks",

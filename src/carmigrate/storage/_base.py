@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime  # noqa: TC003 - attrs/cattrs resolve the annotations at run time
+import types
 from collections.abc import Iterable, Iterator, Mapping
-from typing import BinaryIO, Final, Protocol, TypeAlias, runtime_checkable
+from typing import Any, BinaryIO, Final, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
 __all__ = [
     "COLD_STORAGE_CLASSES",
+    "OPTIONAL_PROTOCOLS",
     "BufferLike",
     "Capabilities",
     "ObjectInfo",
@@ -19,7 +21,10 @@ __all__ = [
     "SupportsRead",
     "SupportsRestore",
     "SupportsServerSideCopy",
+    "SupportsTemporaryCleanup",
     "WriteData",
+    "capabilities_of",
+    "derive_capabilities",
 ]
 
 BufferLike: TypeAlias = bytes | bytearray | memoryview
@@ -152,31 +157,52 @@ class Capabilities:
     """What a store can do, declared up front (modelled on rclone's Features).
 
     Callers read these instead of discovering abilities by failure; the
-    conformance suite ([check_store][carmigrate.testing.check_store]) honours
-    them.
+    conformance suite ([check_store][carmigrate.testing.check_store]) checks
+    every flag against what the store does.
+
+    Four flags are not declarations but facts about the store's class: each
+    says whether the store implements one optional Protocol
+    (``server_side_copy``, ``cold_tier``, ``presigned_urls``,
+    ``temporary_cleanup``; see
+    [OPTIONAL_PROTOCOLS][carmigrate.storage.lowlevel.OPTIONAL_PROTOCOLS]).
+    Read them through
+    [capabilities_of][carmigrate.storage.capabilities_of], which derives them
+    from the Protocols the store implements, so they can never disagree with
+    what the store can be asked to do. The built-in backends and
+    [StoreWrapper][carmigrate.storage.lowlevel.StoreWrapper] derive them in
+    their own ``capabilities`` too
+    ([derive_capabilities][carmigrate.storage.lowlevel.derive_capabilities]);
+    a value built by hand may still carry any flags, and ``check_store``
+    reports a store whose declared flags differ from its Protocols.
 
     Attributes:
         sorted_listing: ``list`` yields keys in ascending order (code point
             order, which equals UTF-8 byte order). When ``False``, callers must
             sort.
         atomic_write: A failed or interrupted ``write`` never leaves a partial
-            object visible under its key.
+            object visible under its key, and a write under way never shows
+            one either (readers see the previous object, or none).
         conditional_write: ``write(if_absent=True)`` is atomic: of several
             racing writers exactly one wins and the others get
             ``ObjectExists``. When ``False``, ``if_absent`` is refused unless
             the store was opened with a documented non-atomic emulation.
-        server_side_copy: The store implements
+        server_side_copy: Derived: the store implements
             [SupportsServerSideCopy][carmigrate.storage.SupportsServerSideCopy]
-            for some sources.
-        native_checksums: Algorithms whose digests ``stat`` may report without
-            reading the data. A given object can still lack them (for example
-            an S3 object uploaded in several parts has no whole-object MD5).
+            (for the sources its ``can_copy_from`` accepts).
+        native_checksums: Algorithms whose digests ``stat`` and ``list`` may
+            report without reading the data; they report no others. A given
+            object can still lack them (for example an S3 object uploaded in
+            several parts has no whole-object MD5).
         user_metadata: ``write(metadata=...)`` is stored and reported by
-            ``stat``.
-        cold_tier: Objects can live in a cold storage class and the store
-            implements [SupportsRestore][carmigrate.storage.SupportsRestore].
-        presigned_urls: The store implements
+            ``stat``; when ``False``, ``write`` refuses metadata.
+        cold_tier: Derived: the store implements
+            [SupportsRestore][carmigrate.storage.SupportsRestore], so its
+            objects can live in a cold storage class and be restored.
+        presigned_urls: Derived: the store implements
             [SupportsPresignedUrls][carmigrate.storage.SupportsPresignedUrls].
+        temporary_cleanup: Derived: the store implements
+            [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup]
+            (writers killed mid-write can leave temporary data it removes).
         range_reads: ``open_read(start=..., end=...)`` fetches only the range
             (otherwise the range is honoured by skipping).
         resumable_uploads: An interrupted large ``write`` of the same key and
@@ -187,7 +213,8 @@ class Capabilities:
             object ``a`` and an object ``a/b`` cannot both exist.
         max_object_size: Largest object ``write`` accepts, in bytes, if
             limited.
-        max_key_length: Longest key in UTF-8 bytes, if limited.
+        max_key_length: Longest key in UTF-8 bytes, if limited (``None``: the
+            store accepts keys of any length).
     """
 
     sorted_listing: bool = True
@@ -198,6 +225,7 @@ class Capabilities:
     user_metadata: bool = False
     cold_tier: bool = False
     presigned_urls: bool = False
+    temporary_cleanup: bool = False
     range_reads: bool = True
     resumable_uploads: bool = False
     read_only: bool = False
@@ -220,11 +248,18 @@ class Store(Protocol):
 
     Derived operations (copy between stores, exists, read or write whole
     objects) are free functions in [carmigrate.storage.ops][], not methods.
+    Optional abilities are small extra Protocols a store's class implements
+    or not ([SupportsServerSideCopy][carmigrate.storage.SupportsServerSideCopy],
+    [SupportsRestore][carmigrate.storage.SupportsRestore],
+    [SupportsPresignedUrls][carmigrate.storage.SupportsPresignedUrls],
+    [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup]).
 
     Attributes:
         url: Where the store points, for humans and plans. Never contains
             credentials.
-        capabilities: What the store can do.
+        capabilities: What the store can do; read the flags that follow
+            from the optional Protocols through
+            [capabilities_of][carmigrate.storage.capabilities_of].
     """
 
     @property
@@ -349,7 +384,11 @@ class Store(Protocol):
 
 @runtime_checkable
 class SupportsServerSideCopy(Protocol):
-    """A store that can copy objects without the bytes passing through us."""
+    """A store that can copy objects without the bytes passing through us.
+
+    ``Capabilities.server_side_copy`` is derived from it (see
+    [capabilities_of][carmigrate.storage.capabilities_of]).
+    """
 
     def can_copy_from(self, source: Store) -> bool:
         """Whether [copy_from][carmigrate.storage.SupportsServerSideCopy.copy_from]
@@ -382,7 +421,11 @@ class SupportsServerSideCopy(Protocol):
 
 @runtime_checkable
 class SupportsRestore(Protocol):
-    """A store with a cold tier whose objects must be restored to be read."""
+    """A store with a cold tier whose objects must be restored to be read.
+
+    ``Capabilities.cold_tier`` is derived from it (see
+    [capabilities_of][carmigrate.storage.capabilities_of]).
+    """
 
     def request_restore(
         self, key: str, *, days: int = 1, tier: str = "Standard"
@@ -404,7 +447,11 @@ class SupportsRestore(Protocol):
 
 @runtime_checkable
 class SupportsPresignedUrls(Protocol):
-    """A store that can hand out time-limited URLs for one object."""
+    """A store that can hand out time-limited URLs for one object.
+
+    ``Capabilities.presigned_urls`` is derived from it (see
+    [capabilities_of][carmigrate.storage.capabilities_of]).
+    """
 
     def presign(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
         """Return a URL that allows ``method`` (``GET`` or ``PUT``) on ``key``.
@@ -417,3 +464,100 @@ class SupportsPresignedUrls(Protocol):
             ValueError: ``method`` is not ``GET`` or ``PUT``.
         """
         ...
+
+
+@runtime_checkable
+class SupportsTemporaryCleanup(Protocol):
+    """A store whose interrupted writers can leave temporary data behind.
+
+    A writer killed mid-write (SIGKILL, power loss) never leaves a partial
+    object, but its temporary data (a temporary file, say) stays until this
+    removes it. [LocalStore][carmigrate.storage.LocalStore] implements it.
+    ``Capabilities.temporary_cleanup`` is derived from it (see
+    [capabilities_of][carmigrate.storage.capabilities_of]).
+    """
+
+    def remove_temporary(self, older_than: float = 3600.0) -> int:
+        """Delete temporary data that writers left behind; return how much.
+
+        Removes only temporary data whose last change is more than
+        ``older_than`` seconds old, so a writer still at work keeps its own;
+        never removes or changes an object. It is housekeeping: what cannot
+        be removed is skipped, not an error.
+
+        Args:
+            older_than: Minimum age in seconds of the temporary data to
+                delete.
+
+        Returns:
+            How many temporary items (files) were removed; ``0`` when there
+            were none.
+
+        Raises:
+            ValueError: ``older_than`` is negative.
+        """
+        ...
+
+
+OPTIONAL_PROTOCOLS: Final[Mapping[type, str]] = types.MappingProxyType(
+    {
+        SupportsServerSideCopy: "server_side_copy",
+        SupportsRestore: "cold_tier",
+        SupportsPresignedUrls: "presigned_urls",
+        SupportsTemporaryCleanup: "temporary_cleanup",
+    }
+)
+"""The optional Protocols a store may implement, each with the
+[Capabilities][carmigrate.storage.Capabilities] flag derived from it.
+
+A read-only mapping from the Protocol class to the flag's name, in the order
+of the flags.
+"""
+
+
+def derive_capabilities(declared: Capabilities, store: object) -> Capabilities:
+    """Return ``declared`` with its Protocol flags set from what ``store`` implements.
+
+    Each flag of [OPTIONAL_PROTOCOLS][carmigrate.storage.lowlevel.OPTIONAL_PROTOCOLS]
+    becomes ``isinstance(store, protocol)``; every other field is kept. For
+    backend authors: build ``capabilities`` with it (once, in
+    ``__init__``) instead of setting those flags by hand, so they cannot
+    disagree with the class.
+
+    Args:
+        declared: The store's other abilities.
+        store: The store (its class decides the Protocol flags).
+
+    Returns:
+        ``declared`` itself when its flags already agree, else a copy with
+        the derived flags.
+    """
+    derived: dict[str, Any] = {
+        flag: isinstance(store, protocol)
+        for protocol, flag in OPTIONAL_PROTOCOLS.items()
+    }
+    if all(getattr(declared, flag) == value for flag, value in derived.items()):
+        return declared
+    return attrs.evolve(declared, **derived)
+
+
+def capabilities_of(store: Store) -> Capabilities:
+    """What ``store`` can do, with the Protocol flags derived from its class.
+
+    ``store.capabilities`` with ``server_side_copy``, ``cold_tier``,
+    ``presigned_urls`` and ``temporary_cleanup`` set to whether the store
+    implements [SupportsServerSideCopy][carmigrate.storage.SupportsServerSideCopy],
+    [SupportsRestore][carmigrate.storage.SupportsRestore],
+    [SupportsPresignedUrls][carmigrate.storage.SupportsPresignedUrls] and
+    [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup].
+    Read those flags through this function: a flag it reports ``True``
+    means the method can be called. The other fields are the store's own
+    declaration, unchanged.
+
+    Args:
+        store: Any store.
+
+    Returns:
+        The store's capabilities, consistent with its Protocols.
+    """
+    return derive_capabilities(store.capabilities, store)

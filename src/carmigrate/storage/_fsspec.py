@@ -20,7 +20,12 @@ from carmigrate.errors import (
     ObjectNotFound,
     StorageError,
 )
-from carmigrate.storage._base import Capabilities, ObjectInfo, WriteData
+from carmigrate.storage._base import (
+    Capabilities,
+    ObjectInfo,
+    WriteData,
+    derive_capabilities,
+)
 from carmigrate.storage._io import (
     CheckedRangeReader,
     Digests,
@@ -32,7 +37,11 @@ from carmigrate.storage._io import (
     size_mismatch,
     verify_checksums,
 )
-from carmigrate.storage._keys import validate_key, validate_prefix
+from carmigrate.storage._keys import (
+    DEFAULT_MAX_KEY_LENGTH,
+    validate_key,
+    validate_prefix,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -110,12 +119,16 @@ class FsspecStore:
         self._protocol = str(protocol)
         self._emulate_if_absent = emulate_if_absent
         self._url = url or str(fs.unstrip_protocol(self._root or "/"))
-        self._capabilities = Capabilities(
-            sorted_listing=True,
-            atomic_write=True,
-            conditional_write=False,
-            read_only=read_only,
-            hierarchical_keys=hierarchical_keys,
+        self._capabilities = derive_capabilities(
+            Capabilities(
+                sorted_listing=True,
+                atomic_write=True,
+                conditional_write=False,
+                read_only=read_only,
+                hierarchical_keys=hierarchical_keys,
+                max_key_length=DEFAULT_MAX_KEY_LENGTH,
+            ),
+            self,
         )
 
     @classmethod
@@ -173,7 +186,9 @@ class FsspecStore:
 
     @property
     def capabilities(self) -> Capabilities:
-        """Sorted listing (sorted here), no conditional write, no metadata."""
+        """Sorted listing (sorted here), no conditional write, no metadata, no
+        optional Protocols; keys of at most 1,024 bytes.
+        """  # noqa: D205
         return self._capabilities
 
     # ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from carmigrate.storage._base import (
     ObjectInfo,
     Store,
     WriteData,
+    derive_capabilities,
 )
 from carmigrate.storage._io import (
     CheckedRangeReader,
@@ -39,7 +40,11 @@ from carmigrate.storage._io import (
     size_mismatch,
     verify_checksums,
 )
-from carmigrate.storage._keys import validate_key, validate_prefix
+from carmigrate.storage._keys import (
+    DEFAULT_MAX_KEY_LENGTH,
+    validate_key,
+    validate_prefix,
+)
 
 if TYPE_CHECKING:
     import builtins
@@ -238,7 +243,10 @@ class LocalStore:
     ``.carmigrate.`` are reserved for temporary files (``InvalidKey``); a
     crashed writer can leave such a file behind, never a partial object
     ([remove_temporary][carmigrate.storage.LocalStore.remove_temporary]
-    deletes them).
+    deletes them). Besides the Store Protocol it implements
+    [SupportsServerSideCopy][carmigrate.storage.SupportsServerSideCopy]
+    (between local stores) and
+    [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup].
 
     State: the root path; safe to share between threads.
 
@@ -283,12 +291,15 @@ class LocalStore:
         self._fsync = fsync
         self._drop = not cache_reads and _DONTNEED is not None
         self._url = Path(self._root).as_uri()
-        self._capabilities = Capabilities(
-            sorted_listing=True,
-            atomic_write=True,
-            conditional_write=True,
-            server_side_copy=True,
-            hierarchical_keys=True,
+        self._capabilities = derive_capabilities(
+            Capabilities(
+                sorted_listing=True,
+                atomic_write=True,
+                conditional_write=True,
+                hierarchical_keys=True,
+                max_key_length=DEFAULT_MAX_KEY_LENGTH,
+            ),
+            self,
         )
 
     def __repr__(self) -> str:
@@ -307,7 +318,8 @@ class LocalStore:
     @property
     def capabilities(self) -> Capabilities:
         """Sorted listing, atomic if-absent writes, server-side copy between
-        local stores; hierarchical keys; no stored checksums or metadata.
+        local stores, temporary-file cleanup; hierarchical keys of at most
+        1,024 bytes; no stored checksums or metadata.
         """  # noqa: D205
         return self._capabilities
 
@@ -721,6 +733,8 @@ class LocalStore:
 
     def remove_temporary(self, older_than: float = 3600.0) -> int:
         """Delete temporary files that writers left behind; return how many.
+
+        See [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup].
 
         A writer killed mid-write (SIGKILL, power loss) leaves its
         ``.carmigrate.tmp.*`` file: never visible as an object, but taking

@@ -12,7 +12,13 @@ import attrs
 
 from carmigrate.digests import algorithm
 from carmigrate.errors import ObjectExists, ObjectNotFound, StorageError
-from carmigrate.storage._base import Capabilities, ObjectInfo, Store, WriteData
+from carmigrate.storage._base import (
+    Capabilities,
+    ObjectInfo,
+    Store,
+    WriteData,
+    derive_capabilities,
+)
 from carmigrate.storage._io import (
     check_range,
     clip_range,
@@ -21,7 +27,11 @@ from carmigrate.storage._io import (
     size_mismatch,
     verify_checksums,
 )
-from carmigrate.storage._keys import validate_key, validate_prefix
+from carmigrate.storage._keys import (
+    DEFAULT_MAX_KEY_LENGTH,
+    validate_key,
+    validate_prefix,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -55,13 +65,16 @@ class MemoryStore:
         self._name = name
         self._objects: dict[str, _Entry] = {}
         self._lock = threading.Lock()
-        self._capabilities = Capabilities(
-            sorted_listing=True,
-            atomic_write=True,
-            conditional_write=True,
-            server_side_copy=True,
-            native_checksums=frozenset({"md5", "sha256"}),
-            user_metadata=True,
+        self._capabilities = derive_capabilities(
+            Capabilities(
+                sorted_listing=True,
+                atomic_write=True,
+                conditional_write=True,
+                native_checksums=frozenset({"md5", "sha256"}),
+                user_metadata=True,
+                max_key_length=DEFAULT_MAX_KEY_LENGTH,
+            ),
+            self,
         )
 
     def __repr__(self) -> str:
@@ -74,7 +87,9 @@ class MemoryStore:
 
     @property
     def capabilities(self) -> Capabilities:
-        """Sorted listing, atomic conditional writes, MD5 and SHA-256, metadata."""
+        """Sorted listing, atomic conditional writes, MD5 and SHA-256, metadata,
+        server-side copy within the store, keys of at most 1,024 bytes.
+        """  # noqa: D205
         return self._capabilities
 
     def _get(self, key: str) -> _Entry:

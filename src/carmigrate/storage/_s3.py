@@ -47,6 +47,7 @@ from carmigrate.storage._base import (
     RestoreStatus,
     Store,
     WriteData,
+    derive_capabilities,
 )
 from carmigrate.storage._io import (
     CheckedRangeReader,
@@ -260,7 +261,6 @@ class _PartReader:
         return False
 
 
-@final
 class S3Store:
     """A bucket (or a prefix in one) on any S3-speaking server, through boto3.
 
@@ -301,8 +301,20 @@ class S3Store:
     be overwritten.
 
     **Cold objects** (``GLACIER``, ``DEEP_ARCHIVE``): ``stat`` reports the
-    class and restore state, ``open_read`` raises ``ColdObject``,
-    ``request_restore`` asks for a restore.
+    class and restore state, ``open_read`` raises ``ColdObject``. With
+    ``cold_tier`` (the default) the store implements
+    [SupportsRestore][carmigrate.storage.SupportsRestore]:
+    ``request_restore(key, days=1, tier="Standard")`` asks for a restore with
+    RestoreObject (``tier`` is ``"Expedited"``, ``"Standard"`` or
+    ``"Bulk"``). With ``cold_tier=False`` (a server without cold classes,
+    such as Swift) it does not: the constructor then returns an ``S3Store``
+    without ``request_restore``, and ``capabilities.cold_tier`` is false.
+
+    **Optional Protocols**: every S3Store implements
+    [SupportsServerSideCopy][carmigrate.storage.SupportsServerSideCopy]
+    (from S3 stores on the same endpoint with the same credentials) and
+    [SupportsPresignedUrls][carmigrate.storage.SupportsPresignedUrls]; the
+    matching capability flags are derived from them.
 
     **Retries**: every request is retried on throttling (``SlowDown``, 503,
     429, ``RequestTimeout``, ...) and connection errors, with exponential
@@ -344,7 +356,9 @@ class S3Store:
         conditional_write: How the server supports ``If-None-Match: *``.
         emulate_if_absent: Allow a non-atomic ``if_absent`` (HEAD, then
             write) when ``conditional_write`` is ``"none"``.
-        cold_tier: The server has cold storage classes and RestoreObject.
+        cold_tier: The server has cold storage classes and RestoreObject:
+            the store implements ``SupportsRestore`` (decided when the store
+            is made; see above).
         resume_uploads: Continue interrupted multipart uploads (see above).
         etag_is_md5: Report single-part ETags from ``list`` as MD5. Turn off
             for buckets with SSE-KMS or SSE-C objects, whose ETags are not
@@ -360,6 +374,13 @@ class S3Store:
         ValueError: An option is out of range.
         ImportError: boto3 is not installed (``pip install carmigrate[s3]``).
     """
+
+    def __new__(cls, *args: Any, cold_tier: bool = True, **kwargs: Any) -> S3Store:
+        # SupportsRestore is a fact about the class: with a cold tier the
+        # store is a _ColdTierS3Store, which adds request_restore
+        if cls is S3Store and cold_tier:
+            cls = _ColdTierS3Store
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -470,19 +491,19 @@ class S3Store:
         self._url = (
             f"s3://{bucket}/{prefix.rstrip('/')}" if prefix else f"s3://{bucket}"
         )
-        self._capabilities = Capabilities(
-            sorted_listing=True,
-            atomic_write=True,
-            conditional_write=conditional_write == "put",
-            server_side_copy=True,
-            native_checksums=frozenset({"md5", "sha256"} if checksums else {"md5"}),
-            user_metadata=True,
-            cold_tier=cold_tier,
-            presigned_urls=True,
-            range_reads=True,
-            resumable_uploads=resume_uploads,
-            max_object_size=MAX_OBJECT_SIZE,
-            max_key_length=DEFAULT_MAX_KEY_LENGTH - len(prefix.encode("utf-8")),
+        self._capabilities = derive_capabilities(
+            Capabilities(
+                sorted_listing=True,
+                atomic_write=True,
+                conditional_write=conditional_write == "put",
+                native_checksums=frozenset({"md5", "sha256"} if checksums else {"md5"}),
+                user_metadata=True,
+                range_reads=True,
+                resumable_uploads=resume_uploads,
+                max_object_size=MAX_OBJECT_SIZE,
+                max_key_length=DEFAULT_MAX_KEY_LENGTH - len(prefix.encode("utf-8")),
+            ),
+            self,
         )
 
     @classmethod
@@ -542,7 +563,8 @@ class S3Store:
     @property
     def capabilities(self) -> Capabilities:
         """As configured: conditional writes, checksums and cold tier depend
-        on the server (see the constructor).
+        on the server (see the constructor); server-side copy and presigned
+        URLs always.
         """  # noqa: D205
         return self._capabilities
 
@@ -1446,6 +1468,42 @@ class S3Store:
             if not completed:
                 self._abort(key, full, upload_id)
 
+    def presign(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
+        """A presigned GET or PUT URL (see [SupportsPresignedUrls][carmigrate.storage.SupportsPresignedUrls])."""
+        ops = {"GET": "get_object", "PUT": "put_object"}
+        if method not in ops:
+            raise ValueError(f"method must be GET or PUT, not {method!r}")
+        full = self._full(key)
+        try:
+            return self._client.generate_presigned_url(
+                ops[method],
+                Params={"Bucket": self._bucket, "Key": full},
+                ExpiresIn=expires_in,
+            )
+        except Exception as e:
+            self._raise(e, key, "presign")
+
+    def close(self) -> None:
+        """Close the client's connections (unless the client was passed in)."""
+        if not self._closed:
+            self._closed = True
+            if self._owns_client:
+                self._client.close()
+
+    def __enter__(self) -> S3Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@final
+class _ColdTierS3Store(S3Store):
+    """An S3Store whose server has cold storage classes: it can restore.
+
+    ``S3Store(...)`` returns one unless ``cold_tier=False``.
+    """
+
     def request_restore(
         self, key: str, *, days: int = 1, tier: str = "Standard"
     ) -> None:
@@ -1474,34 +1532,6 @@ class S3Store:
                 key=key,
                 transient=False,
             ) from p.original
-
-    def presign(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
-        """A presigned GET or PUT URL (see [SupportsPresignedUrls][carmigrate.storage.SupportsPresignedUrls])."""
-        ops = {"GET": "get_object", "PUT": "put_object"}
-        if method not in ops:
-            raise ValueError(f"method must be GET or PUT, not {method!r}")
-        full = self._full(key)
-        try:
-            return self._client.generate_presigned_url(
-                ops[method],
-                Params={"Bucket": self._bucket, "Key": full},
-                ExpiresIn=expires_in,
-            )
-        except Exception as e:
-            self._raise(e, key, "presign")
-
-    def close(self) -> None:
-        """Close the client's connections (unless the client was passed in)."""
-        if not self._closed:
-            self._closed = True
-            if self._owns_client:
-                self._client.close()
-
-    def __enter__(self) -> S3Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _S3Reader:

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import threading
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
-from carmigrate.errors import InvalidKey, ObjectExists, ObjectNotFound, StorageError
-from carmigrate.storage import SupportsServerSideCopy, read_bytes
+from carmigrate.digests import algorithm, is_registered
+from carmigrate.errors import (
+    BackendUnavailable,
+    InvalidKey,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+)
+from carmigrate.storage import (
+    SupportsPresignedUrls,
+    SupportsRestore,
+    SupportsServerSideCopy,
+    SupportsTemporaryCleanup,
+    read_bytes,
+)
+from carmigrate.storage.lowlevel import OPTIONAL_PROTOCOLS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-    from carmigrate.storage import Store
+    from carmigrate.storage import ObjectInfo, Store
 
 __all__ = ["STORE_CHECKS", "check_store"]
 
@@ -43,11 +59,30 @@ class _Context:
         self.store = store
         self.large_size = large_size
         self.name = ""
+        self._flags: list[str] = []
 
     def fail(self, message: str) -> AssertionError:
+        if self._flags:
+            caps = self.store.capabilities
+            shown = ", ".join(
+                f"capabilities.{flag}={getattr(caps, flag)!r}"
+                for flag in dict.fromkeys(self._flags)
+            )
+            message = f"{message} [{shown}]"
         return AssertionError(
             f"check_store[{self.name}] on {self.store.url}: {message}"
         )
+
+    @contextlib.contextmanager
+    def under(self, *flags: str) -> Iterator[None]:
+        """Name ``flags`` in the failures inside; a StorageError there fails."""
+        self._flags.extend(flags)
+        try:
+            yield
+        except StorageError as e:
+            raise self.fail(f"unexpected {type(e).__name__}: {_clip(str(e))}") from e
+        finally:
+            del self._flags[len(self._flags) - len(flags) :]
 
     def check(self, condition: bool, message: str) -> None:
         if not condition:
@@ -70,7 +105,8 @@ class _Context:
             return e
         except BaseException as e:
             raise self.fail(
-                f"{what}: expected {_names(kind)}, got {type(e).__name__}: {e}"
+                f"{what}: expected {_names(kind)}, got {type(e).__name__}: "
+                f"{_clip(str(e))}"
             ) from e
         raise self.fail(f"{what}: expected {_names(kind)}, nothing was raised")
 
@@ -84,10 +120,62 @@ class _Context:
         listed = [i.key for i in self.store.list(key)]
         self.check(key not in listed, f"{what}: list() still shows {key!r}")
 
+    @property
+    def atomic(self) -> bool:
+        """Whether failed writes must leave nothing (``atomic_write``)."""
+        return self.store.capabilities.atomic_write
+
+    def absent_after_failure(self, key: str, what: str) -> None:
+        """``absent``, for stores declaring ``atomic_write``."""
+        if self.atomic:
+            with self.under("atomic_write"):
+                self.absent(key, what)
+
+    def unchanged_after_failure(self, key: str, data: bytes, what: str) -> None:
+        """The previous object survived, for stores declaring ``atomic_write``."""
+        if self.atomic:
+            with self.under("atomic_write"):
+                self.equal(data, self.read(key), what)
+
+    def implements(self, flag: str) -> bool:
+        """Whether the store implements the Protocol behind ``flag``.
+
+        Fails when ``capabilities.<flag>`` says otherwise.
+        """
+        protocol = next(p for p, f in OPTIONAL_PROTOCOLS.items() if f == flag)
+        declared = getattr(self.store.capabilities, flag)
+        actual = isinstance(self.store, protocol)
+        methods = ", ".join(_protocol_methods(protocol))
+        if declared and not actual:
+            raise self.fail(
+                f"capabilities.{flag} is True but the store does not implement "
+                f"{protocol.__name__} ({methods}); derive the flag with "
+                "carmigrate.storage.lowlevel.derive_capabilities"
+            )
+        if actual and not declared:
+            raise self.fail(
+                f"capabilities.{flag} is False but the store implements "
+                f"{protocol.__name__} ({methods}); derive the flag with "
+                "carmigrate.storage.lowlevel.derive_capabilities"
+            )
+        return actual
+
+
+def _protocol_methods(protocol: type) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, value in vars(protocol).items()
+        if not name.startswith("_") and callable(value)
+    )
+
 
 def _names(kind: type[BaseException] | tuple[type[BaseException], ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(k.__name__ for k in kinds)
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _short(value: object) -> str:
@@ -278,18 +366,19 @@ def _listing(c: _Context) -> None:
         found = [info.key for info in c.store.list(prefix)]
         return found if sort else sorted(found)
 
-    c.equal(sorted(keys), listed(""), "list() of everything")
-    c.equal(sorted(keys), listed("list/"), "list('list/')")
-    c.equal(
-        sorted(k for k in keys if k.startswith("list/a")),
-        listed("list/a"),
-        "list('list/a')",
-    )
-    c.equal(
-        sorted(k for k in keys if k.startswith("list/a/")),
-        listed("list/a/"),
-        "list('list/a/')",
-    )
+    with c.under("sorted_listing"):
+        c.equal(sorted(keys), listed(""), "list() of everything")
+        c.equal(sorted(keys), listed("list/"), "list('list/')")
+        c.equal(
+            sorted(k for k in keys if k.startswith("list/a")),
+            listed("list/a"),
+            "list('list/a')",
+        )
+        c.equal(
+            sorted(k for k in keys if k.startswith("list/a/")),
+            listed("list/a/"),
+            "list('list/a/')",
+        )
     c.equal([], listed("list/nothing"), "list of a prefix matching nothing")
     c.equal([], listed("lis/"), "list of a prefix matching nothing")
     for info in c.store.list("list/"):
@@ -319,12 +408,20 @@ def _checksums(c: _Context) -> None:
     for algo, digest in expected.items():
         c.equal(digest, info.checksums.get(algo), f"write().checksums[{algo!r}]")
     c.equal(data, c.read("checksums/ok"), "data written with checksums")
-    for algo in c.store.capabilities.native_checksums:
-        if algo in expected:
-            got = c.store.stat("checksums/ok").checksums.get(algo)
-            c.equal(
-                expected[algo], got, f"stat().checksums[{algo!r}] (declared native)"
-            )
+    native = c.store.capabilities.native_checksums
+    stat = c.store.stat("checksums/ok")
+    listed = [i for i in c.store.list("checksums/") if i.key == "checksums/ok"]
+    c.equal(1, len(listed), "list() entries for 'checksums/ok'")
+    with c.under("native_checksums"):
+        for algo in native:
+            if algo in expected:
+                c.equal(
+                    expected[algo],
+                    stat.checksums.get(algo),
+                    f"stat().checksums[{algo!r}] of a declared native algorithm",
+                )
+        for what, reported in (("stat()", stat), ("list()", listed[0])):
+            _native_only(c, what, reported, native, data)
     c.raises(
         ValueError,
         lambda: c.store.write("checksums/x", data, checksums={"crc99": "00"}),
@@ -336,6 +433,21 @@ def _checksums(c: _Context) -> None:
         "a malformed digest",
     )
     c.absent("checksums/x", "after rejected checksum arguments")
+
+
+def _native_only(
+    c: _Context, what: str, info: ObjectInfo, native: frozenset[str], data: bytes
+) -> None:
+    """``info`` reports only declared native digests, and right ones."""
+    undeclared = sorted(set(info.checksums) - native)
+    c.check(
+        not undeclared,
+        f"{what}.checksums reports {undeclared}, which capabilities.native_checksums "
+        "does not declare",
+    )
+    for algo, digest in info.checksums.items():
+        if is_registered(algo):
+            c.equal(algorithm(algo).digest(data), digest, f"{what}.checksums[{algo!r}]")
 
 
 def _checksum_mismatch(c: _Context) -> None:
@@ -350,7 +462,7 @@ def _checksum_mismatch(c: _Context) -> None:
         not isinstance(e, (ObjectExists, ObjectNotFound, InvalidKey)),
         f"wrong error {e!r}",
     )
-    c.absent("mismatch/new", "after a checksum mismatch")
+    c.absent_after_failure("mismatch/new", "after a checksum mismatch")
     c.store.write("mismatch/old", b"old content")
     c.raises(
         StorageError,
@@ -361,7 +473,9 @@ def _checksum_mismatch(c: _Context) -> None:
         ),
         "overwrite with a wrong md5",
     )
-    c.equal(b"old content", c.read("mismatch/old"), "previous object after a mismatch")
+    c.unchanged_after_failure(
+        "mismatch/old", b"old content", "previous object after a mismatch"
+    )
 
 
 def _size_mismatch(c: _Context) -> None:
@@ -374,7 +488,7 @@ def _size_mismatch(c: _Context) -> None:
             ),
             f"write of 3000 bytes declared as {declared}",
         )
-        c.absent("size/new", f"after a size mismatch ({declared})")
+        c.absent_after_failure("size/new", f"after a size mismatch ({declared})")
 
 
 def _source_failure(c: _Context) -> None:
@@ -388,38 +502,43 @@ def _source_failure(c: _Context) -> None:
     c.raises(
         SourceBroke, lambda: c.store.write("broken/new", broken()), "a failing source"
     )
-    c.absent("broken/new", "after a failing source")
+    c.absent_after_failure("broken/new", "after a failing source")
     c.store.write("broken/old", b"old")
     c.raises(
         SourceBroke, lambda: c.store.write("broken/old", broken()), "a failing source"
     )
-    c.equal(b"old", c.read("broken/old"), "previous object after a failing source")
+    c.unchanged_after_failure(
+        "broken/old", b"old", "previous object after a failing source"
+    )
 
 
 def _if_absent(c: _Context) -> None:
     atomic = c.store.capabilities.conditional_write
-    try:
-        c.store.write("absent/new", b"first", if_absent=True)
-    except StorageError as refused:
-        if atomic or isinstance(refused, ObjectExists):
-            raise c.fail(
-                f"if_absent write of a new key failed: {refused!r}"
-            ) from refused
-        # refused: no atomic conditional write and no emulation
-        c.absent("absent/new", "after a refused if_absent write")
-        c.store.write("absent/new", b"first")
-    c.equal(b"first", c.read("absent/new"), "content of an if_absent write")
-    e = c.raises(
-        StorageError,
-        lambda: c.store.write("absent/new", b"second", if_absent=True),
-        "if_absent write over an existing object",
-    )
-    if atomic:
-        c.check(isinstance(e, ObjectExists), f"expected ObjectExists, got {e!r}")
-        c.check(
-            isinstance(e, FileExistsError), "ObjectExists must be a FileExistsError"
+    with c.under("conditional_write"):
+        try:
+            c.store.write("absent/new", b"first", if_absent=True)
+        except StorageError as refused:
+            if atomic or isinstance(refused, ObjectExists):
+                raise c.fail(
+                    f"if_absent write of a new key failed: {refused!r}"
+                ) from refused
+            # refused: no atomic conditional write and no emulation
+            c.absent("absent/new", "after a refused if_absent write")
+            c.store.write("absent/new", b"first")
+        c.equal(b"first", c.read("absent/new"), "content of an if_absent write")
+        e = c.raises(
+            StorageError,
+            lambda: c.store.write("absent/new", b"second", if_absent=True),
+            "if_absent write over an existing object",
         )
-    c.equal(b"first", c.read("absent/new"), "content after a failed if_absent write")
+        if atomic:
+            c.check(isinstance(e, ObjectExists), f"expected ObjectExists, got {e!r}")
+            c.check(
+                isinstance(e, FileExistsError), "ObjectExists must be a FileExistsError"
+            )
+        c.equal(
+            b"first", c.read("absent/new"), "content after a failed if_absent write"
+        )
 
 
 def _if_absent_race(c: _Context) -> None:
@@ -444,85 +563,341 @@ def _if_absent_race(c: _Context) -> None:
         t.start()
     for t in threads:
         t.join()
-    c.check(
-        all(r in ("won", "lost") for r in results),
-        f"racing if_absent writers raised {results}",
-    )
-    winners = [i for i, r in enumerate(results) if r == "won"]
-    c.equal(1, len(winners), "number of racing if_absent writers that won")
-    c.equal(
-        f"writer {winners[0]}".encode(),
-        c.read("race/key"),
-        "content written by the winner",
-    )
+    with c.under("conditional_write"):
+        c.check(
+            all(r in ("won", "lost") for r in results),
+            f"racing if_absent writers raised {results}",
+        )
+        winners = [i for i, r in enumerate(results) if r == "won"]
+        c.equal(1, len(winners), "number of racing if_absent writers that won")
+        c.equal(
+            f"writer {winners[0]}".encode(),
+            c.read("race/key"),
+            "content written by the winner",
+        )
 
 
 def _metadata(c: _Context) -> None:
     meta = {"color": "blue", "origin": "check-store"}
-    if c.store.capabilities.user_metadata:
-        c.store.write("meta/a", b"x", metadata=meta)
-        got = dict(c.store.stat("meta/a").metadata)
-        c.equal(meta, {k: got.get(k) for k in meta}, "stat().metadata")
-    else:
-        c.raises(
-            StorageError,
-            lambda: c.store.write("meta/a", b"x", metadata=meta),
-            "metadata on a store without user_metadata",
-        )
-        c.absent("meta/a", "after refused metadata")
+    with c.under("user_metadata"):
+        if c.store.capabilities.user_metadata:
+            c.store.write("meta/a", b"x", metadata=meta)
+            got = dict(c.store.stat("meta/a").metadata)
+            c.equal(meta, {k: got.get(k) for k in meta}, "stat().metadata")
+        else:
+            c.raises(
+                StorageError,
+                lambda: c.store.write("meta/a", b"x", metadata=meta),
+                "write with metadata",
+            )
+            c.absent("meta/a", "after refused metadata")
 
 
 def _hierarchy(c: _Context) -> None:
     c.store.write("tree/leaf", b"leaf")
-    if c.store.capabilities.hierarchical_keys:
-        c.raises(
-            (InvalidKey, StorageError),
-            lambda: c.store.write("tree/leaf/child", b"child"),
-            "a key below an existing object",
-        )
-        c.equal(b"leaf", c.read("tree/leaf"), "object after a refused child")
-        c.store.write("tree/dir/child", b"child")
-        c.raises(
-            (InvalidKey, StorageError),
-            lambda: c.store.write("tree/dir", b"x"),
-            "a key naming a folder",
-        )
-        c.raises(ObjectNotFound, lambda: c.store.stat("tree/dir"), "stat of a folder")
-        c.raises(
-            ObjectNotFound, lambda: c.store.stat("tree/leaf/child"), "stat below a file"
-        )
-    else:
-        c.store.write("tree/leaf/child", b"child")
-        c.equal(b"leaf", c.read("tree/leaf"), "parent object")
-        c.equal(b"child", c.read("tree/leaf/child"), "child object")
+    with c.under("hierarchical_keys"):
+        if c.store.capabilities.hierarchical_keys:
+            c.raises(
+                (InvalidKey, StorageError),
+                lambda: c.store.write("tree/leaf/child", b"child"),
+                "a key below an existing object",
+            )
+            c.equal(b"leaf", c.read("tree/leaf"), "object after a refused child")
+            c.store.write("tree/dir/child", b"child")
+            c.raises(
+                (InvalidKey, StorageError),
+                lambda: c.store.write("tree/dir", b"x"),
+                "a key naming a folder",
+            )
+            c.raises(
+                ObjectNotFound, lambda: c.store.stat("tree/dir"), "stat of a folder"
+            )
+            c.raises(
+                ObjectNotFound,
+                lambda: c.store.stat("tree/leaf/child"),
+                "stat below a file",
+            )
+        else:
+            c.store.write("tree/leaf/child", b"child")
+            c.equal(b"leaf", c.read("tree/leaf"), "parent object")
+            c.equal(b"child", c.read("tree/leaf/child"), "child object")
 
 
 def _server_side_copy(c: _Context) -> None:
-    store = c.store
-    if not isinstance(store, SupportsServerSideCopy) or not store.can_copy_from(store):
-        c.check(
-            not store.capabilities.server_side_copy
-            or isinstance(store, SupportsServerSideCopy),
-            "capabilities.server_side_copy without copy_from",
-        )
+    if not c.implements("server_side_copy"):
         return
-    data = _pattern(70_000, 7)
-    store.write("copy/src", data)
-    info = store.copy_from(store, "copy/src", "copy/dst")
-    c.equal(len(data), info.size, "copy_from().size")
-    c.equal(data, c.read("copy/dst"), "server-side copy")
-    c.raises(
-        ObjectNotFound,
-        lambda: store.copy_from(store, "copy/missing", "copy/dst2"),
-        "copy of a missing object",
-    )
-    c.absent("copy/dst2", "after copying a missing object")
-    if store.capabilities.conditional_write:
+    store = c.store
+    assert isinstance(store, SupportsServerSideCopy)
+    with c.under("server_side_copy"):
+        if not store.can_copy_from(store):
+            return  # copies only from other stores (say, another bucket)
+        data = _pattern(70_000, 7)
+        store.write("copy/src", data)
+        info = store.copy_from(store, "copy/src", "copy/dst")
+        c.equal(len(data), info.size, "copy_from().size")
+        c.equal(data, c.read("copy/dst"), "server-side copy")
+        c.equal(data, c.read("copy/src"), "source after a server-side copy")
         c.raises(
-            ObjectExists,
-            lambda: store.copy_from(store, "copy/src", "copy/dst", if_absent=True),
-            "if_absent copy over an existing object",
+            ObjectNotFound,
+            lambda: store.copy_from(store, "copy/missing", "copy/dst2"),
+            "copy of a missing object",
         )
+        c.absent("copy/dst2", "after copying a missing object")
+        if store.capabilities.conditional_write:
+            c.raises(
+                ObjectExists,
+                lambda: store.copy_from(store, "copy/src", "copy/dst", if_absent=True),
+                "if_absent copy over an existing object",
+            )
+            c.equal(data, c.read("copy/dst"), "object after a refused if_absent copy")
+        if store.capabilities.user_metadata:
+            store.write("copy/meta", b"m", metadata={"color": "blue"})
+            store.copy_from(store, "copy/meta", "copy/meta-kept")
+            got = store.stat("copy/meta-kept").metadata.get("color")
+            c.equal("blue", got, "metadata copied by copy_from")
+            store.copy_from(
+                store, "copy/meta", "copy/meta-new", metadata={"color": "red"}
+            )
+            got = store.stat("copy/meta-new").metadata.get("color")
+            c.equal("red", got, "metadata replaced by copy_from(metadata=...)")
+
+
+def _cold_tier(c: _Context) -> None:
+    if not c.implements("cold_tier"):
+        return
+    store = c.store
+    assert isinstance(store, SupportsRestore)
+    with c.under("cold_tier"):
+        c.raises(
+            ObjectNotFound,
+            lambda: store.request_restore("cold/missing"),
+            "request_restore of a missing key",
+        )
+        c.raises(
+            InvalidKey,
+            lambda: store.request_restore("cold/../x"),
+            "request_restore of an invalid key",
+        )
+        store.write("cold/object", b"cold or not")
+        if store.stat("cold/object").cold:
+            # the store writes into a cold class: a restore must be accepted
+            store.request_restore("cold/object")
+            c.check(
+                store.stat("cold/object").restore is not None,
+                "stat().restore is None after request_restore",
+            )
+            return
+        e = c.raises(
+            StorageError,
+            lambda: store.request_restore("cold/object"),
+            "request_restore of an object that is not cold",
+        )
+        c.check(
+            not isinstance(e, (ObjectNotFound, InvalidKey)),
+            f"request_restore of an object that is not cold: wrong error {e!r}",
+        )
+        c.equal(b"cold or not", c.read("cold/object"), "object after request_restore")
+
+
+def _presigned_urls(c: _Context) -> None:
+    if not c.implements("presigned_urls"):
+        return
+    store = c.store
+    assert isinstance(store, SupportsPresignedUrls)
+    with c.under("presigned_urls"):
+        store.write("presign/object", b"x")
+        for method, key in (("GET", "presign/object"), ("PUT", "presign/new")):
+            url = store.presign(key, expires_in=60, method=method)
+            c.check(
+                isinstance(url, str) and bool(urlsplit(url).scheme),
+                f"presign({key!r}, method={method!r}) returned {url!r}, not a URL",
+            )
+        c.raises(
+            ValueError,
+            lambda: store.presign("presign/object", method="DELETE"),
+            "presign(method='DELETE')",
+        )
+        c.raises(
+            InvalidKey,
+            lambda: store.presign("presign/../x"),
+            "presign of an invalid key",
+        )
+        c.absent("presign/new", "after presigning a PUT")
+
+
+def _temporary_cleanup(c: _Context) -> None:
+    if not c.implements("temporary_cleanup"):
+        return
+    store = c.store
+    assert isinstance(store, SupportsTemporaryCleanup)
+    with c.under("temporary_cleanup"):
+        data = _pattern(10_000, 9)
+        store.write("temporary/keep", data)
+        store.write("temporary/sub/keep", b"")
+        before = [(i.key, i.size) for i in store.list()]
+        for older_than in (3600.0, 0.0):
+            removed = store.remove_temporary(older_than)
+            c.check(
+                isinstance(removed, int)
+                and not isinstance(removed, bool)
+                and removed >= 0,
+                f"remove_temporary({older_than}) returned {removed!r}, not a count",
+            )
+        c.raises(ValueError, lambda: store.remove_temporary(-1), "remove_temporary(-1)")
+        c.equal(
+            before,
+            [(i.key, i.size) for i in store.list()],
+            "objects after remove_temporary",
+        )
+        c.equal(data, c.read("temporary/keep"), "an object after remove_temporary")
+
+
+def _atomic_write(c: _Context) -> None:
+    """A write under way never shows: readers see the old object, or none."""
+    if not c.atomic:
+        return
+    old = b"the previous object"
+    c.store.write("atomic/old", old)
+    data = _pattern(400_000, 10)
+    for key, before in (("atomic/new", None), ("atomic/old", old)):
+        seen: list[str] = []
+
+        def observing(
+            key: str = key, before: bytes | None = before, seen: list[str] = seen
+        ) -> Iterator[bytes]:
+            yield data[:300_000]
+            # the store holds part of the data and has not published it yet
+            if before is None:
+                try:
+                    c.store.stat(key)
+                    seen.append("stat() found the object")
+                except ObjectNotFound:
+                    pass
+                if key in [i.key for i in c.store.list(key)]:
+                    seen.append("list() shows the object")
+            else:
+                got = c.read(key)
+                if got != before:
+                    seen.append(f"a read returned {_short(got)}")
+            yield data[300_000:]
+
+        with c.under("atomic_write"):
+            c.store.write(key, observing())
+            c.check(not seen, f"{key!r} during its write: {'; '.join(seen)}")
+            c.equal(data, c.read(key), f"{key!r} after its write")
+
+
+def _key_of_length(prefix: str, length: int) -> str:
+    """A valid ASCII key of ``length`` bytes: ``prefix``, then 100-byte segments."""
+    size = length - len(prefix)
+    if size < 1:
+        prefix, size = "", length
+    chars = ["/" if i % 101 == 100 and i != size - 1 else "k" for i in range(size)]
+    return prefix + "".join(chars)
+
+
+def _max_key_length(c: _Context) -> None:
+    limit = c.store.capabilities.max_key_length
+    with c.under("max_key_length"):
+        if limit is None:
+            # no limit declared: a key past the common 1,024 bytes must work
+            long_key = _key_of_length("keylength/", 1500)
+            c.store.write(long_key, b"long")
+            c.equal(b"long", c.read(long_key), "an object under a 1,500-byte key")
+            return
+        if limit > 64 * 1024:
+            return  # too long to try cheaply
+        longest = _key_of_length("keylength/", limit)
+        c.store.write(longest, b"longest")
+        c.equal(b"longest", c.read(longest), f"an object under a {limit}-byte key")
+        c.check(
+            longest in [i.key for i in c.store.list("keylength/")],
+            f"list() misses the {limit}-byte key",
+        )
+        c.store.delete(longest)
+        c.absent(longest, f"after deleting the {limit}-byte key")
+        too_long = _key_of_length("keylength/", limit + 1)
+        for name, call in (
+            ("write", functools.partial(c.store.write, too_long, b"x")),
+            ("stat", functools.partial(c.store.stat, too_long)),
+            ("open_read", functools.partial(c.store.open_read, too_long)),
+            ("delete", functools.partial(c.store.delete, too_long)),
+        ):
+            c.raises(InvalidKey, call, f"{name} of a key of {limit + 1} bytes")
+        c.equal([], [i.key for i in c.store.list("keylength/")], "keys after refusals")
+
+
+def _resumable_uploads(c: _Context) -> None:
+    """An interrupted large write, written again, gives the new data only."""
+    if not c.store.capabilities.resumable_uploads:
+        return
+    size = c.large_size
+    cut = size * 2 // 3
+
+    def interrupted(seed: int) -> Iterator[bytes]:
+        sent = 0
+        for chunk in _chunks(size, _MIB, seed):
+            if sent + len(chunk) > cut:
+                yield chunk[: cut - sent]
+                raise BackendUnavailable("check_store: the source broke off")
+            yield chunk
+            sent += len(chunk)
+
+    for attempt, (first, second) in enumerate(((11, 11), (11, 12))):
+        key = f"resume/object{attempt}"
+        c.raises(
+            BackendUnavailable,
+            functools.partial(c.store.write, key, interrupted(first)),
+            "a large write whose source broke off",
+        )
+        c.absent_after_failure(key, "after an interrupted large write")
+        expected = hashlib.sha256()
+        for chunk in _chunks(size, _MIB, second):
+            expected.update(chunk)
+        what = "the same data" if first == second else "other data"
+        with c.under("resumable_uploads"):
+            info = c.store.write(
+                key,
+                _chunks(size, _MIB, second),
+                size=size,
+                checksums={"sha256": expected.hexdigest()},
+            )
+            c.equal(size, info.size, f"size after writing {what} again")
+            got = hashlib.sha256()
+            with c.store.open_read(key) as f:
+                while chunk := f.read(_MIB):
+                    got.update(chunk)
+            c.equal(
+                expected.hexdigest(),
+                got.hexdigest(),
+                f"sha256 read back after an interrupted write and {what}",
+            )
+
+
+def _read_only(c: _Context) -> None:
+    with c.under("read_only"):
+        if not c.store.capabilities.read_only:
+            c.store.write("writable", b"x")
+            c.store.delete("writable")
+            c.absent("writable", "after delete")
+            return
+        c.raises(
+            StorageError,
+            lambda: c.store.write("read-only/new", b"x"),
+            "write to a read-only store",
+        )
+        c.raises(
+            StorageError,
+            lambda: c.store.delete("read-only/new"),
+            "delete on a read-only store",
+        )
+        c.absent("read-only/new", "after a refused write")
+
+
+def _optional_protocols(c: _Context) -> None:
+    """Each Protocol flag agrees with the Protocols the store implements."""
+    for flag in OPTIONAL_PROTOCOLS.values():
+        c.implements(flag)
 
 
 def _large_streaming(c: _Context) -> None:
@@ -558,7 +933,7 @@ def _large_streaming(c: _Context) -> None:
         ),
         "a large write with a wrong sha256",
     )
-    c.absent("large/bad", "after a large write with a wrong sha256")
+    c.absent_after_failure("large/bad", "after a large write with a wrong sha256")
 
 
 _CHECKS: Final[dict[str, Callable[[_Context], None]]] = {
@@ -581,13 +956,29 @@ _CHECKS: Final[dict[str, Callable[[_Context], None]]] = {
     "hierarchy": _hierarchy,
     "server_side_copy": _server_side_copy,
     "large_streaming": _large_streaming,
+    "optional_protocols": _optional_protocols,
+    "atomic_write": _atomic_write,
+    "cold_tier": _cold_tier,
+    "presigned_urls": _presigned_urls,
+    "temporary_cleanup": _temporary_cleanup,
+    "max_key_length": _max_key_length,
+    "resumable_uploads": _resumable_uploads,
+    "read_only": _read_only,
 }
+
+_READ_ONLY_CHECKS: Final = frozenset({"optional_protocols", "read_only"})
+"""Checks that also run on a read-only store."""
 
 STORE_CHECKS: Final = tuple(_CHECKS)
 """Names of the checks [check_store][carmigrate.testing.check_store] runs, in order.
 
 Pass a subset as ``checks=`` to run only those (for example, one pytest
-test per check).
+test per check). The checks named after a
+[Capabilities][carmigrate.storage.Capabilities] flag (``server_side_copy``,
+``cold_tier``, ``presigned_urls``, ``temporary_cleanup``, ``atomic_write``,
+``max_key_length``, ``resumable_uploads``, ``read_only``) hold the store to
+that flag; ``optional_protocols`` checks the four Protocol flags at once
+without writing anything.
 """
 
 
@@ -601,17 +992,52 @@ def check_store(
 
     Runs each check in [STORE_CHECKS][carmigrate.testing.STORE_CHECKS] (or
     those named in ``checks``) against a fresh, empty store from
-    ``make_store``, closing it afterwards. Behaviour the store's
-    [Capabilities][carmigrate.storage.Capabilities] declare optional is checked
-    as declared: sorted listing, atomic conditional writes (including a race
-    of writers), user metadata, hierarchical keys, native checksums and
-    server-side copy within the store. Covered for every store: write and
-    read back from bytes, streams and iterables; ranged reads with slice
-    semantics; stat; empty objects; missing objects (``ObjectNotFound``);
-    invalid keys (``InvalidKey``); listing order and prefixes with Unicode
-    keys; delete; expected checksums, and that a checksum mismatch, a size
-    mismatch or a failing source leaves nothing visible (and a previous
-    object intact); and a large object streamed in chunks.
+    ``make_store``, closing it afterwards.
+
+    Covered for every store: write and read back from bytes, streams and
+    iterables; ranged reads with slice semantics; stat; empty objects;
+    missing objects (``ObjectNotFound``); invalid keys (``InvalidKey``);
+    listing order and prefixes with Unicode keys; delete; expected
+    checksums; and a large object streamed in chunks.
+
+    Every [Capabilities][carmigrate.storage.Capabilities] flag is held
+    against what the store does, and a failure names the flag:
+
+    - ``server_side_copy``, ``cold_tier``, ``presigned_urls``,
+      ``temporary_cleanup``: the flag is true exactly when the store
+      implements the matching optional Protocol (a store that implements
+      ``SupportsRestore`` but says ``cold_tier=False`` fails too); then
+      ``copy_from`` copies within the store (keeping or replacing metadata,
+      refusing an if-absent copy over an object) when ``can_copy_from``
+      accepts the store itself; ``request_restore`` refuses missing keys and
+      objects that are not cold; ``presign`` returns a URL for ``GET`` and
+      ``PUT`` and refuses other methods; ``remove_temporary`` returns a
+      count, refuses a negative age and leaves every object alone.
+    - ``atomic_write``: a write under way shows neither a new object nor a
+      changed one, and a checksum mismatch, a size mismatch or a failing
+      source leaves nothing visible and a previous object intact (not
+      required when the flag is false).
+    - ``conditional_write``: an if-absent write is refused with
+      ``ObjectExists``, and of six racing writers exactly one wins.
+    - ``sorted_listing``: ``list`` yields keys in order.
+    - ``user_metadata``: metadata is kept, or refused when not declared.
+    - ``hierarchical_keys``: ``a`` and ``a/b`` exclude each other, or
+      coexist when not declared.
+    - ``native_checksums``: ``stat`` reports the declared digests of a
+      small object, and ``stat`` and ``list`` report no others; every
+      reported digest is right.
+    - ``max_key_length``: a key of exactly that many bytes works, one byte
+      more is ``InvalidKey`` everywhere; with no limit, a 1,500-byte key
+      works.
+    - ``resumable_uploads``: after a large write broken off by a transient
+      error, writing the same key again (with the same data, or other
+      data) stores exactly what was written last.
+    - ``read_only``: ``write`` and ``delete`` fail with ``StorageError``
+      and leave nothing; a writable store can write and delete.
+
+    Not checked: ``range_reads`` (whether only the range is fetched cannot
+    be seen from outside; range semantics are checked for every store) and
+    ``max_object_size``.
 
     Needs no test framework: failures raise ``AssertionError`` naming the
     check and the store.
@@ -619,13 +1045,16 @@ def check_store(
     Args:
         make_store: Returns a new, empty, writable store each time it is
             called (for example, a fresh temporary folder or bucket prefix).
+            Only ``optional_protocols`` and ``read_only`` also accept a
+            read-only store.
         checks: Names of the checks to run (default: all).
         large_size: Size in bytes of the large streamed object (default just
             over 12 MiB, enough for a few multipart parts).
 
     Raises:
         AssertionError: A check failed; the message says which and why.
-        ValueError: An unknown check name, or the store is read-only.
+        ValueError: An unknown check name, or the store is read-only and a
+            check needs to write.
     """
     names = STORE_CHECKS if checks is None else tuple(checks)
     unknown = [n for n in names if n not in _CHECKS]
@@ -634,9 +1063,10 @@ def check_store(
     for name in names:
         store = make_store()
         try:
-            if store.capabilities.read_only:
+            if store.capabilities.read_only and name not in _READ_ONLY_CHECKS:
                 raise ValueError(
-                    f"check_store needs a writable store, {store.url} is read-only"
+                    f"check_store needs a writable store, {store.url} is read-only "
+                    f"(only {sorted(_READ_ONLY_CHECKS)} run on read-only stores)"
                 )
             ctx = _Context(store, large_size=large_size)
             ctx.name = name

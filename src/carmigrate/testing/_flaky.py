@@ -8,20 +8,33 @@ import threading
 import time
 from typing import TYPE_CHECKING, BinaryIO, Final, Literal, TypeVar, final
 
-import attrs
-
 from carmigrate.errors import BackendUnavailable, StorageError
+from carmigrate.storage import (
+    SupportsPresignedUrls,
+    SupportsRestore,
+    SupportsServerSideCopy,
+    SupportsTemporaryCleanup,
+)
+from carmigrate.storage.lowlevel import StoreWrapper
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable
 
-    from carmigrate.storage import Capabilities, ObjectInfo, Store, WriteData
+    from carmigrate.storage import Store
 
 __all__ = ["FlakyStore"]
 
 _T = TypeVar("_T")
 
 STORE_METHODS: Final = ("stat", "open_read", "write", "list", "delete")
+
+OPTIONAL_METHODS: Final[dict[type, str]] = {
+    SupportsServerSideCopy: "copy_from",
+    SupportsRestore: "request_restore",
+    SupportsPresignedUrls: "presign",
+    SupportsTemporaryCleanup: "remove_temporary",
+}
+"""The method of each optional Protocol that can be made to fail."""
 
 
 class _BreakingReader(io.RawIOBase):
@@ -64,13 +77,22 @@ class _BreakingReader(io.RawIOBase):
 
 
 @final
-class FlakyStore:
+class FlakyStore(StoreWrapper):
     """Wrap a store and make some of its calls fail, slowly or in the middle.
 
-    Calls to the five Store methods (or those named in ``methods``) are
-    counted from 1. A counted call fails if its number is in ``fail_calls``,
-    or with probability ``probability`` (drawn from a ``random.Random(seed)``,
-    so runs repeat). A failing call raises ``BackendUnavailable`` when
+    The wrapper implements exactly the optional Protocols of the wrapped
+    store (server-side copy, restore, presigned URLs, temporary cleanup),
+    forwarding them, and its ``capabilities`` are the wrapped store's with
+    those flags derived from what it implements (see
+    [StoreWrapper][carmigrate.storage.lowlevel.StoreWrapper]): a FlakyStore
+    around a cold-tier S3 store restores, one around a LocalStore does not.
+
+    Calls to the five Store methods (or those named in ``methods``, which
+    may also name ``copy_from``, ``request_restore``, ``presign`` and
+    ``remove_temporary`` when the wrapped store has them) are counted from
+    1. A counted call fails if its number is in ``fail_calls``, or with
+    probability ``probability`` (drawn from a ``random.Random(seed)``, so
+    runs repeat). A failing call raises ``BackendUnavailable`` when
     ``transient`` is true, else a permanent ``StorageError``:
 
     - ``when="before"`` (default): the error is raised instead of calling
@@ -83,11 +105,8 @@ class FlakyStore:
     it returns a stream that delivers ``n`` bytes and then raises the error
     on the next read, like a connection cut mid-body. It never returns short
     data silently. ``latency`` seconds are slept (with ``sleep``) before
-    every call.
-
-    The wrapper has the wrapped store's ``url`` and ``capabilities``, minus
-    the optional abilities it does not forward (server-side copy, restore,
-    presigned URLs), so code under test takes its generic paths.
+    every forwarded call, counted or not (``close`` and ``can_copy_from``
+    excepted).
 
     State: the call counter, the random generator and a log of
     ``(call number, method, key, outcome)``, guarded by a lock (thread-safe).
@@ -99,17 +118,25 @@ class FlakyStore:
         seed: Seed of the random generator.
         transient: Raise transient errors (``BackendUnavailable``) or
             permanent ones (``StorageError``).
-        methods: Which methods are counted and may fail (default: all five).
+        methods: Which methods are counted and may fail (default: the five
+            Store methods).
         when: Fail ``"before"`` or ``"after"`` calling the wrapped store.
         truncate_reads_at: Turn failing ``open_read`` calls into streams that
             break after this many bytes.
         latency: Seconds to sleep before every call.
         sleep: The sleep function (inject a fake to keep tests fast).
+
+    Raises:
+        ValueError: ``methods`` names a method that is not a Store method or
+            an optional method of the wrapped store, ``probability`` is
+            outside [0, 1], or ``when`` is neither ``"before"`` nor
+            ``"after"``.
     """
 
     def __init__(
         self,
         store: Store,
+        /,
         *,
         fail_calls: Iterable[int] = (),
         probability: float = 0.0,
@@ -121,17 +148,23 @@ class FlakyStore:
         latency: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        super().__init__(store)
+        choices = STORE_METHODS + tuple(
+            method
+            for protocol, method in OPTIONAL_METHODS.items()
+            if isinstance(self, protocol)
+        )
         chosen = tuple(STORE_METHODS if methods is None else methods)
-        unknown = set(chosen) - set(STORE_METHODS)
+        unknown = set(chosen) - set(choices)
         if unknown:
             raise ValueError(
-                f"unknown methods {sorted(unknown)}; choose from {STORE_METHODS}"
+                f"unknown methods {sorted(unknown)}; choose from {choices} "
+                f"(optional methods only where {store!r} has them)"
             )
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability must be in [0, 1], got {probability}")
         if when not in ("before", "after"):
             raise ValueError(f"when must be 'before' or 'after', not {when!r}")
-        self._inner = store
         self._fail_calls = frozenset(fail_calls)
         self._probability = probability
         self._rng = random.Random(seed)  # noqa: S311 - fault injection, not crypto
@@ -145,30 +178,6 @@ class FlakyStore:
         self._calls = 0
         self._failures = 0
         self._log: list[tuple[int, str, str, str]] = []
-        self._capabilities = attrs.evolve(
-            store.capabilities,
-            server_side_copy=False,
-            cold_tier=False,
-            presigned_urls=False,
-        )
-
-    def __repr__(self) -> str:
-        return f"FlakyStore({self._inner!r})"
-
-    @property
-    def inner(self) -> Store:
-        """The wrapped store."""
-        return self._inner
-
-    @property
-    def url(self) -> str:
-        """The wrapped store's URL."""
-        return self._inner.url
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """The wrapped store's, without server-side copy, restore and presigning."""
-        return self._capabilities
 
     @property
     def calls(self) -> int:
@@ -188,6 +197,8 @@ class FlakyStore:
 
         ``outcome`` is ``"ok"``, ``"fail"`` or ``"truncate"``; ``"ok"`` is
         recorded before the wrapped call, whose own errors are not logged.
+        ``key`` is the prefix for ``list``, the destination key for
+        ``copy_from`` and ``""`` for ``remove_temporary``.
         """
         with self._lock:
             return list(self._log)
@@ -220,11 +231,12 @@ class FlakyStore:
             return BackendUnavailable(message, key=key)
         return StorageError(message, key=key, transient=False)
 
-    def _run(self, method: str, key: str, fn: Callable[[], _T]) -> _T:
+    def forward(self, method: str, key: str, call: Callable[[], _T]) -> _T:
+        """Count the call and fail it, before or after ``call``, if its turn came."""
         number, fail = self._decide(method, key)
         if fail and self._when == "before":
             raise self._error(number, method, key)
-        result = fn()
+        result = call()
         if fail:
             close = getattr(result, "close", None)
             if callable(close):
@@ -232,17 +244,13 @@ class FlakyStore:
             raise self._error(number, method, key)
         return result
 
-    def stat(self, key: str) -> ObjectInfo:
-        """The wrapped ``stat``, possibly failing."""
-        return self._run("stat", key, lambda: self._inner.stat(key))
-
     def open_read(
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> BinaryIO:
         """The wrapped ``open_read``, possibly failing or breaking mid-stream."""
         number, fail = self._decide("open_read", key)
         if fail and self._truncate_at is not None:
-            inner = self._inner.open_read(key, start=start, end=end)
+            inner = self.inner.open_read(key, start=start, end=end)
             return io.BufferedReader(
                 _BreakingReader(
                     inner,
@@ -254,50 +262,8 @@ class FlakyStore:
             )
         if fail and self._when == "before":
             raise self._error(number, "open_read", key)
-        stream = self._inner.open_read(key, start=start, end=end)
+        stream = self.inner.open_read(key, start=start, end=end)
         if fail:
             stream.close()
             raise self._error(number, "open_read", key)
         return stream
-
-    def write(
-        self,
-        key: str,
-        data: WriteData,
-        *,
-        size: int | None = None,
-        if_absent: bool = False,
-        checksums: Mapping[str, str] | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> ObjectInfo:
-        """The wrapped ``write``, possibly failing (before: nothing written)."""
-        return self._run(
-            "write",
-            key,
-            lambda: self._inner.write(
-                key,
-                data,
-                size=size,
-                if_absent=if_absent,
-                checksums=checksums,
-                metadata=metadata,
-            ),
-        )
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """The wrapped ``list``, possibly failing when called."""
-        return self._run("list", prefix, lambda: self._inner.list(prefix))
-
-    def delete(self, key: str) -> None:
-        """The wrapped ``delete``, possibly failing."""
-        self._run("delete", key, lambda: self._inner.delete(key))
-
-    def close(self) -> None:
-        """Close the wrapped store."""
-        self._inner.close()
-
-    def __enter__(self) -> FlakyStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
