@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,6 @@ from recipes_data import CountingStore, car_link, fill, legacy_dataset
 from carmigrate.errors import PlanError
 from carmigrate.migrate import Limits
 from carmigrate.recipes import (
-    TenantLimits,
-    TenantPacer,
     W3upLegacyJournal,
     migrate_w3up_legacy,
     parse_legacy_uploads,
@@ -98,52 +95,22 @@ def test_a_stopped_round_is_resumed_not_replanned(tmp_path) -> None:
     assert fourth.shards_planned == 1
 
 
-def test_tenant_pacer_holds_each_tenant_to_its_rate() -> None:
-    """Token buckets per tenant: bursts of one second, then the rate; tenants are independent."""
-    t = FakeTime()
-    pacer = TenantPacer(TenantLimits(items_per_second=2), clock=t.clock, sleep=t.sleep)
-
-    waits = [pacer.acquire("alice", 100) for _ in range(5)]
-    assert waits == [0.0, 0.0, 0.5, 0.5, 0.5]
-    assert pacer.acquire("bob", 100) == 0.0
-    assert pacer.waited() == {"alice": 1.5}
-
-    t2 = FakeTime()
-    by_bytes = TenantPacer(
-        TenantLimits(bytes_per_second=1000), clock=t2.clock, sleep=t2.sleep
-    )
-    assert (
-        by_bytes.acquire("a", 5000) == 0.0
-    )  # larger than a second's worth: goes, in debt
-    assert by_bytes.acquire("a", 1) == pytest.approx(4.001)
-
-
 def test_tenant_limits_pace_a_run(tmp_path) -> None:
-    """Per-tenant limits apply to every plan of the round through the source stores."""
+    """Per-tenant limits (the engine's, by cohort) apply to every plan of the round,
+    on any executor; the result says how long each tenant was held back."""
     ds, a, b, d = _stores(tmp_path)
-    t = FakeTime()
-    pacer = TenantPacer(TenantLimits(items_per_second=1), clock=t.clock, sleep=t.sleep)
 
     result = migrate_w3up_legacy(
-        ds.listing, [a, b], d, tmp_path / "work", tenant_limits=pacer
+        ds.listing,
+        [a, b],
+        d,
+        tmp_path / "work",
+        limits=Limits(tenant_items_per_second=1),
     )
 
     assert result.uploads_complete == len(ds.good())
     waits = dict(result.tenant_waits)
-    assert waits.get("alice", 0) > 0  # four shards at one per second
-    assert t.slept > 0
-    with (
-        ProcessPoolExecutor(max_workers=1) as processes,
-        pytest.raises(ValueError, match="in-process workers"),
-    ):
-        migrate_w3up_legacy(
-            ds.listing,
-            [a, b],
-            d,
-            tmp_path / "other",
-            tenant_limits=TenantLimits(items_per_second=1),
-            executor=processes,
-        )
+    assert waits.get("alice", 0) > 0  # four shards, a burst of one
 
 
 def test_custom_layout_and_bad_layouts(tmp_path) -> None:

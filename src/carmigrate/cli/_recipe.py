@@ -28,7 +28,6 @@ from carmigrate.migrate import JsonLinesReporter, Limits
 from carmigrate.recipes import (
     DEFAULT_LAYOUT,
     BackfillJournal,
-    TenantLimits,
     W3upLegacyJournal,
     backfill_filecoin,
     migrate_w3up_legacy,
@@ -280,6 +279,8 @@ def _limits(args: argparse.Namespace) -> Limits:
         bytes_per_second=args.bytes_per_second,
         max_items=args.max_items,
         max_seconds=args.max_seconds,
+        tenant_items_per_second=getattr(args, "tenant_items_per_second", None),
+        tenant_bytes_per_second=getattr(args, "tenant_bytes_per_second", None),
     )
 
 
@@ -298,10 +299,6 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 def _w3up(args: argparse.Namespace) -> int:
     listing: Any = sys.stdin if args.listing == "-" else args.listing
-    tenant = TenantLimits(
-        items_per_second=args.tenant_items_per_second,
-        bytes_per_second=args.tenant_bytes_per_second,
-    )
     with contextlib.ExitStack() as stack:
         result = migrate_w3up_legacy(
             listing,
@@ -311,7 +308,6 @@ def _w3up(args: argparse.Namespace) -> int:
             layout=args.layout,
             commp=args.commp,
             limits=_limits(args),
-            tenant_limits=tenant if tenant.active else None,
             reporters=_reporters(stack, args),
             dry_run=args.dry_run,
         )

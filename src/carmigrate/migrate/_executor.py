@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import os
 import queue
 import time
@@ -41,7 +42,7 @@ from carmigrate.migrate._transfer import (
     run_task,
     run_tasks,
 )
-from carmigrate.storage import LocalStore, Store, open_store
+from carmigrate.storage import Store, SupportsTemporaryCleanup, open_store
 
 __all__ = [
     "RollbackResult",
@@ -104,6 +105,8 @@ class RunResult:
         failures: Items this run recorded as failed.
         seconds: Wall-clock duration.
         counts: Items per state in the stages this run covered, afterwards.
+        tenant_waits: Seconds each tenant's items were held back by the
+            per-tenant limits (tenants never held back are left out).
     """
 
     run: int
@@ -113,6 +116,7 @@ class RunResult:
     failures: int
     seconds: float
     counts: Mapping[ItemState, int]
+    tenant_waits: Mapping[str, float] = attrs.field(factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -503,6 +507,17 @@ class _Executor:
             if limits.bytes_per_second
             else None
         )
+        # per tenant (an item's cohort): buckets made on first sight, items
+        # held back until their tenant's tokens are due, and the time each
+        # tenant was held back
+        self.tenant_limited = bool(
+            limits.tenant_items_per_second or limits.tenant_bytes_per_second
+        )
+        self.tenant_buckets: dict[
+            str, tuple[TokenBucket | None, TokenBucket | None]
+        ] = {}
+        self.paced: list[tuple[float, int, ItemRecord]] = []
+        self.tenant_waits: dict[str, float] = {}
         self.run = ledger.start_run(
             kind, stages=stages, limits=serde.unstructure(limits)
         )
@@ -590,6 +605,44 @@ class _Executor:
         self.items_started += 1
         self.bytes_started += size
 
+    def _tenant(self, tenant: str) -> tuple[TokenBucket | None, TokenBucket | None]:
+        pair = self.tenant_buckets.get(tenant)
+        if pair is None:
+            lim, clock = self.limits, self.clock
+            pair = self.tenant_buckets[tenant] = (
+                TokenBucket(lim.tenant_items_per_second, clock=clock)
+                if lim.tenant_items_per_second
+                else None,
+                TokenBucket(lim.tenant_bytes_per_second, clock=clock)
+                if lim.tenant_bytes_per_second
+                else None,
+            )
+        return pair
+
+    def _tenant_wait(self, rec: ItemRecord) -> float:
+        """Seconds until the item's tenant may start it (0: its tokens are taken now)."""
+        items, size = self._tenant(rec.item.cohort)
+        wait = max(
+            0.0 if items is None else items.wait_time(1),
+            0.0 if size is None else size.wait_time(rec.item.size),
+        )
+        if wait <= 0:
+            if items is not None:
+                items.take(1)
+            if size is not None:
+                size.take(rec.item.size)
+        return wait
+
+    def _hold_back(self, rec: ItemRecord, wait: float, now: float) -> None:
+        """Keep an item aside until its tenant's tokens are due; other tenants go on."""
+        heapq.heappush(self.paced, (now + wait, rec.seq, rec))
+        tenant = rec.item.cohort
+        self.tenant_waits[tenant] = self.tenant_waits.get(tenant, 0.0) + wait
+
+    def _release_paced(self, now: float) -> None:
+        while self.paced and self.paced[0][0] <= now:
+            self.ready.append(heapq.heappop(self.paced)[2])
+
     # -- the loop ---------------------------------------------------------
 
     def run_all(self) -> RunResult:
@@ -634,6 +687,7 @@ class _Executor:
             failures=self.failures,
             seconds=self.clock() - self.started_at,
             counts=self.ledger.counts(stage=self.stages),
+            tenant_waits=dict(self.tenant_waits),
         )
 
     def _interrupted(self) -> None:
@@ -699,6 +753,8 @@ class _Executor:
                 units: list[list[tuple[Task, ItemRecord, ItemState | None]]] = []
                 group_bytes = 0
                 now = self.clock()
+                if self.paced:
+                    self._release_paced(now)
                 while True:
                     full = len(workers.inflight) + len(units) >= concurrency
                     # every worker has a task: small objects may still join
@@ -758,6 +814,13 @@ class _Executor:
                         break
                     if full and not _fits(units, group_most, group_bytes, rec):
                         break  # a ready or held record: it stays where it is
+                    if self.tenant_limited and rec is not held:
+                        tenant_wait = self._tenant_wait(rec)
+                        if tenant_wait > 0:
+                            if self.ready and self.ready[0] is rec:
+                                self.ready.popleft()
+                            self._hold_back(rec, tenant_wait, now)
+                            continue
                     wait = self._rate_wait(rec.item.size)
                     if wait > 0:
                         if rec is not held and not (
@@ -810,6 +873,11 @@ class _Executor:
                 if held is not None or self.ready:
                     self.sleep(min(wait_for, _POLL))
                     continue
+                if self.paced:
+                    pause = self.paced[0][0] - self.clock()
+                    if pause > 0:
+                        self.sleep(min(pause, _STOP_CHECK))
+                    continue
                 if self.warming:
                     first_due = min(d for d, _ in self.warming.values())
                     pause = first_due - self.clock()
@@ -829,6 +897,8 @@ class _Executor:
             if self.warming:
                 first_due = min(d for d, _ in self.warming.values())
                 wait_for = min(wait_for, max(0.0, first_due - self.clock()))
+            if self.paced:
+                wait_for = min(wait_for, max(0.0, self.paced[0][0] - self.clock()))
             results = workers.wait(wait_for)
             if results:
                 self._drain_progress()
@@ -951,7 +1021,7 @@ def _run_items(
         if (
             kind == "resume"
             and stores is not None
-            and isinstance(stores.destination, LocalStore)
+            and isinstance(stores.destination, SupportsTemporaryCleanup)
             and ledger.counts().get(ItemState.COPYING, 0)
         ):
             # items caught COPYING: their writers were killed, and may have
@@ -1093,9 +1163,10 @@ def resume(
     for their restores, ``COPIED`` items are only checked, and ``FAILED``
     items are retried if the failure was transient (all of them with
     ``retry_failed``). If items were caught ``COPYING`` and the destination
-    is local, temporary files more than an hour old (left by writers the
-    crash killed) are deleted first
-    ([LocalStore.remove_temporary][carmigrate.storage.LocalStore.remove_temporary]).
+    keeps temporary files of its own (it implements
+    [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup],
+    as a local folder does), those more than an hour old (left by writers
+    the crash killed) are deleted first.
     Arguments as for [execute][carmigrate.migrate.execute].
 
     Raises:

@@ -362,6 +362,13 @@ class Limits:
 
     Objects of up to 2 MiB are handed to workers in groups (at most 16
     objects and 8 MiB each), which spares them most of the per-task cost.
+    Per-tenant rates hold each cohort (a tenant: user, account, space) to
+    a rate of its own with the same token buckets, so one large account
+    cannot turn a run into a spike on its backend: an item whose tenant is
+    over its rate is held back (it stays ``PENDING``) and the run goes on
+    with other tenants' items; it starts once its tenant's tokens are due.
+    The coordinator does the pacing, so it works with every executor.
+
     A group is in flight as a whole: a stop lets every worker finish its
     group. With ``max_failures`` set every object is its own task, so the
     limit is not overshot; so too with an executor other than a thread pool
@@ -378,6 +385,10 @@ class Limits:
             run).
         max_failures: Stop after this many items failed in this run (a
             circuit breaker for a broken destination).
+        tenant_items_per_second: Items each tenant may start per second (a
+            tenant is an item's cohort: a user, an account, a space), on top
+            of the global rates.
+        tenant_bytes_per_second: Bytes each tenant may start per second.
         retries: Retries of a transient error per item (so ``retries + 1``
             attempts).
         retry_base_delay: Upper bound of the first retry delay, in seconds;
@@ -399,6 +410,12 @@ class Limits:
     )
     max_items: int | None = attrs.field(default=None, validator=_optional_positive)
     max_failures: int | None = attrs.field(default=None, validator=_optional_positive)
+    tenant_items_per_second: float | None = attrs.field(
+        default=None, converter=_opt_float, validator=_optional_positive
+    )
+    tenant_bytes_per_second: float | None = attrs.field(
+        default=None, converter=_opt_float, validator=_optional_positive
+    )
     retries: int = attrs.field(default=5, validator=_non_negative)
     retry_base_delay: float = attrs.field(default=0.2, converter=float)
     retry_max_delay: float = attrs.field(default=20.0, converter=float)

@@ -39,6 +39,7 @@ from carmigrate.digests import DigestMap
 from carmigrate.errors import PlanError
 from carmigrate.migrate._model import (
     FORMAT_VERSION,
+    Limits,
     PlanHeader,
     PlanItem,
     VerificationPolicy,
@@ -102,6 +103,15 @@ converter.register_unstructure_hook(DigestMap, lambda m: m.to_dict())
 converter.register_structure_hook(DigestMap, lambda v, _: DigestMap(v))
 # Fields added to the policy after format 1 are left out at their defaults,
 # so the id of a plan made before them stays what it was.
+converter.register_unstructure_hook(
+    Limits,
+    make_dict_unstructure_fn(
+        Limits,
+        converter,
+        tenant_items_per_second=override(omit_if_default=True),
+        tenant_bytes_per_second=override(omit_if_default=True),
+    ),
+)
 converter.register_unstructure_hook(
     VerificationPolicy,
     make_dict_unstructure_fn(

@@ -11,7 +11,6 @@
   manifests and a per-CAR report with inclusion proofs.
 """
 
-from carmigrate.recipes._pacing import TenantLimits, TenantPacer
 from carmigrate.recipes._w3up_records import (
     CAR_CODEC,
     EXPORT_PAGE_SIZE,
@@ -50,8 +49,6 @@ __all__ = [
     "LegacyUpload",
     "Shard",
     "ShardOutcome",
-    "TenantLimits",
-    "TenantPacer",
     "UploadOutcome",
     "UploadRecords",
     "W3upLegacyJournal",

@@ -29,7 +29,6 @@ from carmigrate.migrate import (
     redact_url,
     resume,
 )
-from carmigrate.recipes._pacing import PacedStore
 from carmigrate.storage import open_store
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from carmigrate.migrate import ItemRecord, Reporter
-    from carmigrate.recipes._pacing import TenantPacer
     from carmigrate.storage import Store
 
 __all__ = [
@@ -198,7 +196,6 @@ def run_round(
     *,
     stores: Mapping[str, Store],
     store_options: Mapping[str, Any],
-    pacer: TenantPacer | None,
     limits: Limits | None,
     executor: Executor | None,
     reporters: Sequence[Reporter],
@@ -208,8 +205,7 @@ def run_round(
 
     A plan whose ledger has no plan attached yet is executed; otherwise it
     is resumed. Stores are taken from ``stores`` by URL, or opened with
-    ``store_options``. With a ``pacer``, the source store is wrapped so that
-    each item waits for its tenant (the plan items' cohort) first. Stops
+    ``store_options``. Stops
     after the first run that did not end ``"done"`` (a limit or a stop
     request): the round stays open and the next run resumes it.
     """
@@ -228,13 +224,6 @@ def run_round(
             plan = (loaded or {}).get(rp.plan) or load_plan(rp.plan)
             source = store(plan.header.source)
             destination = store(plan.header.destination)
-            if pacer is not None:
-                keys = {
-                    i.source_key: (i.cohort, i.size)
-                    for i in plan.items()
-                    if i.source_key is not None
-                }
-                source = PacedStore(source, pacer, keys)
             with Ledger(rp.ledger) as ledger:
                 if ledger.plan_id is None:
                     result = execute(

@@ -937,7 +937,6 @@ def _backfill(
             round_plans,
             stores=stores,
             store_options=store_options,
-            pacer=None,
             limits=limits,
             executor=executor,
             reporters=reporters,

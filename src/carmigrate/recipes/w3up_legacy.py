@@ -47,10 +47,10 @@ are not complete and not already verified: the failures (fixed in the
 meantime, or transient) and new uploads of the listing. Nothing verified is
 read again; nothing is written twice.
 
-Rate limits: ``limits`` are the engine's global limits of every plan run;
-``tenant_limits`` hold each tenant to its own rate, through a source store
-wrapper in the recipe (see [TenantPacer][carmigrate.recipes.TenantPacer]),
-which needs the default in-process workers.
+Rate limits: ``limits`` are the engine's limits of every plan run, global
+rates and per-tenant rates alike (``Limits.tenant_items_per_second``,
+``Limits.tenant_bytes_per_second``: cohorts are tenants, so the engine holds
+each tenant to its own rate, with any executor).
 """
 
 from __future__ import annotations
@@ -85,7 +85,6 @@ from carmigrate.migrate import (
     redact_url,
     save_plan,
 )
-from carmigrate.recipes._pacing import TenantLimits, TenantPacer
 from carmigrate.recipes._rounds import (
     RecipeJournal,
     RoundPlan,
@@ -124,8 +123,6 @@ __all__ = [
     "LegacyUpload",
     "Shard",
     "ShardOutcome",
-    "TenantLimits",
-    "TenantPacer",
     "UploadOutcome",
     "UploadRecords",
     "W3upLegacyJournal",
@@ -309,7 +306,8 @@ class W3upLegacyResult:
         failures: Every failed upload, with its reason.
         records_path: The records file (JSON Lines), if written.
         exports: ``(tenant, path)`` of each space-export CAR written.
-        tenant_waits: Seconds each tenant waited for its rate limit.
+        tenant_waits: Seconds each tenant's items were held back by the
+            per-tenant limits.
     """
 
     dry_run: bool
@@ -775,7 +773,6 @@ class _Run:
         layout: str,
         commp: bool,
         limits: Limits,
-        pacer: TenantPacer | None,
         executor: Executor | None,
         reporters: Sequence[Reporter],
         store_options: Mapping[str, Any],
@@ -787,7 +784,6 @@ class _Run:
         self.layout = layout
         self.commp = commp
         self.limits = limits
-        self.pacer = pacer
         self.executor = executor
         self.reporters = reporters
         self.store_options = store_options
@@ -1014,6 +1010,14 @@ class _Run:
         return str(records_path), tuple(exports)
 
 
+def _tenant_waits(results: Sequence[RunResult]) -> tuple[tuple[str, float], ...]:
+    waits: dict[str, float] = {}
+    for r in results:
+        for tenant, seconds in r.tenant_waits.items():
+            waits[tenant] = waits.get(tenant, 0.0) + seconds
+    return tuple(sorted(waits.items()))
+
+
 def _decide(root: CID, shards: Sequence[Sequence[Any]]) -> tuple[str, str | None]:
     if not shards:
         return "failed", "the listing names no shards"
@@ -1046,7 +1050,6 @@ def migrate_w3up_legacy(
     layout: str = DEFAULT_LAYOUT,
     commp: bool = False,
     limits: Limits | None = None,
-    tenant_limits: TenantLimits | TenantPacer | None = None,
     executor: Executor | None = None,
     reporters: Sequence[Reporter] = (),
     store_options: Mapping[str, Any] | None = None,
@@ -1070,9 +1073,7 @@ def migrate_w3up_legacy(
         commp: Also compute PieceCIDs (and MD5, which deal manifests carry)
             in the same read.
         limits: The engine's limits for every plan run (concurrency, global
-            rates, stops); default ``Limits()``.
-        tenant_limits: Per-tenant rates (or a ready pacer); needs in-process
-            workers.
+            and per-tenant rates, stops); default ``Limits()``.
         executor: Where the engine runs items (default: its thread pool).
         reporters: Engine event reporters.
         store_options: Options for stores opened from URLs.
@@ -1098,20 +1099,6 @@ def migrate_w3up_legacy(
     except (KeyError, IndexError, ValueError) as exc:
         msg = f"layout {layout!r} is not a template with the single field cid: {exc}"
         raise PlanError(msg) from exc
-    pacer = (
-        tenant_limits
-        if isinstance(tenant_limits, TenantPacer)
-        else TenantPacer(tenant_limits)
-        if tenant_limits is not None and tenant_limits.active
-        else None
-    )
-    if (
-        pacer is not None
-        and executor is not None
-        and not isinstance(executor, ThreadPoolExecutor)
-    ):
-        msg = "per-tenant limits need in-process workers (a thread pool executor)"
-        raise ValueError(msg)
     options = dict(store_options or {})
     work = Path(work_dir)
     opened: list[Store] = []
@@ -1132,7 +1119,6 @@ def migrate_w3up_legacy(
             layout=layout,
             commp=commp,
             limits=limits or Limits(),
-            pacer=pacer,
             executor=executor,
             reporters=reporters,
             store_options=options,
@@ -1217,7 +1203,6 @@ def _migrate(
             round_plans,
             stores=run.stores,
             store_options=run.store_options,
-            pacer=run.pacer,
             limits=run.limits,
             executor=run.executor,
             reporters=run.reporters,
@@ -1268,5 +1253,5 @@ def _migrate(
         failures=tuple(view.uploads(status="failed")),
         records_path=records_path,
         exports=exports,
-        tenant_waits=tuple(sorted(run.pacer.waited().items())) if run.pacer else (),
+        tenant_waits=_tenant_waits(results),
     )
