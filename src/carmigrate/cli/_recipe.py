@@ -13,9 +13,12 @@ cannot be processed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from carmigrate.aggregate import (
     POLICIES,
@@ -24,13 +27,20 @@ from carmigrate.aggregate import (
     PackingConstraints,
 )
 from carmigrate.cli._args import positive_float, positive_int
+from carmigrate.errors import CarmigrateError
 from carmigrate.migrate import JsonLinesReporter, Limits
 from carmigrate.recipes import (
+    CLI,
     DEFAULT_LAYOUT,
     BackfillJournal,
+    CliOption,
+    Recipe,
     W3upLegacyJournal,
     backfill_filecoin,
+    get_recipe,
     migrate_w3up_legacy,
+    recipe_names,
+    run_recipe,
 )
 
 if TYPE_CHECKING:
@@ -52,6 +62,112 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_w3up(cmds)
     _add_backfill(cmds)
     _add_report(cmds)
+    hand_written = {"w3up-legacy", "filecoin-backfill", "filecoin-report"}
+    for name in recipe_names():
+        if name not in hand_written:
+            _add_generated(cmds, get_recipe(name))
+
+
+# ----------------------------------------------------------------------
+# recipes of the registry: the command is generated from the options class
+
+
+def _flag(field: attrs.Attribute[Any], opt: CliOption) -> str:
+    return opt.flag or "--" + field.name.replace("_", "-")
+
+
+def _add_generated(
+    cmds: argparse._SubParsersAction[argparse.ArgumentParser], recipe: Recipe[Any]
+) -> None:
+    p = cmds.add_parser(
+        recipe.name,
+        help=recipe.summary,
+        description=recipe.description or recipe.summary,
+    )
+    for field in attrs.fields(recipe.options):
+        opt = field.metadata.get(CLI)
+        if not isinstance(opt, CliOption):
+            continue
+        kwargs: dict[str, Any] = {"help": opt.help, "dest": f"opt_{field.name}"}
+        if opt.metavar is not None:
+            kwargs["metavar"] = opt.metavar
+        if opt.choices is not None:
+            kwargs["choices"] = opt.choices
+        required = field.default is attrs.NOTHING
+        if field.default is False and opt.parse is None and not opt.positional:
+            kwargs.pop("metavar", None)
+            p.add_argument(_flag(field, opt), action="store_true", **kwargs)
+            continue
+        if opt.parse is not None:
+            kwargs["type"] = opt.parse
+        if opt.positional:
+            kwargs.pop("dest")
+            if opt.repeat:
+                kwargs["nargs"] = "+" if required else "*"
+            p.add_argument(f"opt_{field.name}", **kwargs)
+            continue
+        if opt.repeat:
+            kwargs["action"] = "append"
+        if required:
+            kwargs["required"] = True
+        p.add_argument(_flag(field, opt), **kwargs)
+    p.add_argument(
+        "--work",
+        required=True,
+        metavar="DIR",
+        help="the work folder (work ledger, rounds' plans and ledgers, outputs)",
+    )
+    _add_limits(p)
+    p.add_argument(
+        "--tenant-items-per-second",
+        type=positive_float,
+        metavar="R",
+        help="start at most R items per second per tenant",
+    )
+    p.add_argument(
+        "--tenant-bytes-per-second",
+        type=positive_float,
+        metavar="R",
+        help="start at most R bytes per second per tenant",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan summary; execute and write nothing",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=functools.partial(_run_generated, recipe))
+
+
+def _run_generated(recipe: Recipe[Any], args: argparse.Namespace) -> int:
+    values: dict[str, Any] = {}
+    for field in attrs.fields(recipe.options):
+        if not isinstance(field.metadata.get(CLI), CliOption):
+            continue
+        value = getattr(args, f"opt_{field.name}", None)
+        if value is None:
+            continue  # the option's default
+        values[field.name] = tuple(value) if isinstance(value, list) else value
+    try:
+        options = recipe.options(**values)
+    except (TypeError, ValueError, CarmigrateError) as e:
+        print(f"carmigrate recipe {recipe.name}: error: {e}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        try:
+            result = run_recipe(
+                recipe,
+                options,
+                args.work,
+                limits=_limits(args),
+                reporters=_reporters(stack, args),
+                dry_run=args.dry_run,
+            )
+        except (CarmigrateError, OSError, ValueError) as e:
+            print(f"carmigrate recipe {recipe.name}: error: {e}", file=sys.stderr)
+            return 2
+    _print(args, result.to_dict(), result.to_markdown())
+    return 1 if (result.failed or result.missing) and not args.dry_run else 0
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:

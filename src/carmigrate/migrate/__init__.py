@@ -84,6 +84,15 @@ from carmigrate.migrate._plan import (
 )
 from carmigrate.migrate._report import Report, ReportEntry, Status, report, status
 from carmigrate.migrate._transfer import key_sha256
+from carmigrate.migrate._units import (
+    MemberRecord,
+    MemberState,
+    RoundPlan,
+    RoundRecord,
+    Unit,
+    UnitRecord,
+    Verdict,
+)
 
 __all__ = [
     "Action",
@@ -104,6 +113,8 @@ __all__ = [
     "LedgerBatch",
     "Limits",
     "ListingEntry",
+    "MemberRecord",
+    "MemberState",
     "Overwrite",
     "Plan",
     "PlanHeader",
@@ -113,6 +124,8 @@ __all__ = [
     "ReportEntry",
     "Reporter",
     "RollbackResult",
+    "RoundPlan",
+    "RoundRecord",
     "RunRecord",
     "RunResult",
     "Stage",
@@ -122,6 +135,9 @@ __all__ = [
     "TqdmReporter",
     "TransferPolicy",
     "Transition",
+    "Unit",
+    "UnitRecord",
+    "Verdict",
     "VerificationPolicy",
     "VerifyReport",
     "check_sorted",

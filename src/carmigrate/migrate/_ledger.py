@@ -37,6 +37,7 @@ from carmigrate.migrate._schema import (
     make_row_decoder,
     to_column,
 )
+from carmigrate.migrate._units import UNIT_TABLES, UnitsMixin
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -194,7 +195,7 @@ BEGIN
     VALUES (new.seq, new.updated, new.run, new.state, new.reason);
 END;
 """
-_SCHEMA: Final = _TABLES + _items_table() + _TRIGGER
+_SCHEMA: Final = _TABLES + _items_table() + _TRIGGER + UNIT_TABLES
 
 # No index covers ``state``: every state change would have to update it (a
 # third of the cost of a commit). Queries by state walk the items in seq
@@ -254,6 +255,10 @@ def _upgrade(db: sqlite3.Connection, number: int, path: str) -> None:
     """
     db.execute("BEGIN IMMEDIATE")
     try:
+        # tables that are new in this version (a read-only copy lacks them)
+        for statement in UNIT_TABLES.split(";"):
+            if statement.strip():
+                db.execute(statement)
         for version in range(number, SCHEMA_VERSION):
             for statement in _MIGRATIONS[version]:
                 db.execute(statement)
@@ -361,7 +366,7 @@ class LedgerBatch:
 
 
 @final
-class Ledger:
+class Ledger(UnitsMixin):
     """The journal of one plan's execution, in one SQLite file (WAL mode).
 
     The ledger records the plan (its id, header and file path) and one row
@@ -546,6 +551,19 @@ class Ledger:
     def _writable(self) -> None:
         if self._readonly:
             raise PlanError(f"ledger {self._path!r} was opened read-only")
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction (rolled back if the block raises)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     # ------------------------------------------------------------------
     # the plan

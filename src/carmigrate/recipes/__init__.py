@@ -11,6 +11,19 @@
   manifests and a per-CAR report with inclusion proofs.
 """
 
+from carmigrate.recipes._recipe import (
+    CLI,
+    CliOption,
+    Recipe,
+    RecipeContext,
+    RecipeResult,
+    RoundPlans,
+    get_recipe,
+    option,
+    recipe_names,
+    register_recipe,
+    run_recipe,
+)
 from carmigrate.recipes._w3up_records import (
     CAR_CODEC,
     EXPORT_PAGE_SIZE,
@@ -44,9 +57,15 @@ __all__ = [
     "BackfillJournal",
     "BackfillResult",
     "CAR_CODEC",
+    "CLI",
+    "CliOption",
     "DEFAULT_LAYOUT",
     "EXPORT_PAGE_SIZE",
     "LegacyUpload",
+    "Recipe",
+    "RecipeContext",
+    "RecipeResult",
+    "RoundPlans",
     "Shard",
     "ShardOutcome",
     "UploadOutcome",
@@ -56,9 +75,14 @@ __all__ = [
     "backfill_filecoin",
     "car_cid_from_key",
     "export_name",
+    "get_recipe",
     "migrate_w3up_legacy",
+    "option",
     "parse_legacy_uploads",
     "read_space_export",
+    "recipe_names",
+    "register_recipe",
+    "run_recipe",
     "w3up_records",
     "write_space_export",
 ]
