@@ -30,16 +30,7 @@ from carmigrate.migrate._events import (
     Reporter,
     TqdmReporter,
 )
-from carmigrate.migrate._executor import (
-    RollbackResult,
-    RunResult,
-    StoreOptions,
-    VerifyReport,
-    execute,
-    resume,
-    rollback,
-    verify,
-)
+from carmigrate.migrate._executor import RunResult, StoreOptions, execute, resume
 from carmigrate.migrate._ledger import (
     ItemRecord,
     Ledger,
@@ -74,14 +65,9 @@ from carmigrate.migrate._model import (
     TransferPolicy,
     VerificationPolicy,
 )
-from carmigrate.migrate._plan import (
-    Plan,
-    PlanSummary,
-    load_plan,
-    plan,
-    redact_url,
-    save_plan,
-)
+from carmigrate.migrate._plan import Plan, load_plan, redact_url, save_plan
+from carmigrate.migrate._planner import plan
+from carmigrate.migrate._render import PlanSummary
 from carmigrate.migrate._report import Report, ReportEntry, Status, report, status
 from carmigrate.migrate._transfer import key_sha256
 from carmigrate.migrate._units import (
@@ -93,6 +79,7 @@ from carmigrate.migrate._units import (
     UnitRecord,
     Verdict,
 )
+from carmigrate.migrate._verify import RollbackResult, VerifyReport, rollback, verify
 
 __all__ = [
     "Action",

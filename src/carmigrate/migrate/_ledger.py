@@ -13,7 +13,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, final
 
 import attrs
 
@@ -333,6 +333,15 @@ def _initial_state(action: Action, overwrite: bool) -> ItemState:
     return ItemState.SKIPPED
 
 
+class _Change(NamedTuple):
+    """One state change of a batch: its statement, parameters, item and new state."""
+
+    sql: str
+    params: list[Any]
+    seq: int
+    state: ItemState
+
+
 class LedgerBatch:
     """State changes committed together in one transaction.
 
@@ -348,7 +357,7 @@ class LedgerBatch:
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        self._changes: list[tuple[str, list[Any], int, ItemState]] = []
+        self._changes: list[_Change] = []
 
     def transition(
         self, seq: int, state: ItemState, *, attempts_inc: int = 0, **fields: Any
@@ -359,7 +368,7 @@ class LedgerBatch:
             ValueError: An unknown field (at once).
         """
         sql, params = self._ledger._statement(seq, state, attempts_inc, fields)
-        self._changes.append((sql, params, seq, state))
+        self._changes.append(_Change(sql, params, seq, state))
 
     def __len__(self) -> int:
         return len(self._changes)
@@ -937,27 +946,28 @@ class Ledger(UnitsMixin):
         if len(changes) == 1:
             # one statement is its own transaction (the journal row comes
             # from a trigger, inside it): one call instead of three
-            sql, params, seq, state = changes[0]
-            if db.execute(sql, params).rowcount != 1:
-                raise self._refused([(seq, state)])
+            one = changes[0]
+            if db.execute(one.sql, one.params).rowcount != 1:
+                raise self._refused([(one.seq, one.state)])
             return
         db.execute("BEGIN IMMEDIATE")
         try:
             i = 0
             n = len(changes)
             while i < n:
-                sql = changes[i][0]
+                # consecutive changes of one shape go in one executemany
+                sql = changes[i].sql
                 j = i + 1
-                while j < n and changes[j][0] == sql:
+                while j < n and changes[j].sql == sql:
                     j += 1
                 group = changes[i:j]
                 if j - i == 1:
-                    count = db.execute(sql, group[0][1]).rowcount
+                    count = db.execute(sql, group[0].params).rowcount
                 else:
-                    count = db.executemany(sql, [c[1] for c in group]).rowcount
+                    count = db.executemany(sql, [c.params for c in group]).rowcount
                 if count != j - i:
                     db.execute("ROLLBACK")
-                    raise self._refused([(c[2], c[3]) for c in group])
+                    raise self._refused([(c.seq, c.state) for c in group])
                 i = j
             db.execute("COMMIT")
         except BaseException:

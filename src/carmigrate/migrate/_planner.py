@@ -1,0 +1,597 @@
+"""The planner: list both stores, join the listings, classify and encode every item.
+
+[plan][carmigrate.migrate.plan] streams the source and destination listings
+in key order through one merge-join and writes each item's canonical line
+(with the encoder generated from ``PlanItem``'s declaration) to the plan file
+as it goes, so memory stays bounded however many objects there are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from carmigrate.errors import PlanError
+from carmigrate.migrate import serde
+from carmigrate.migrate._diff import compare
+from carmigrate.migrate._listing import (
+    DEFAULT_RUN_SIZE,
+    ListingEntry,
+    check_sorted,
+    external_sort,
+    iter_sorted_listing,
+    to_entries,
+)
+from carmigrate.migrate._model import (
+    Action,
+    CohortRule,
+    IdKind,
+    IdRule,
+    Limits,
+    PlanHeader,
+    PlanItem,
+    Stage,
+    StageTotal,
+    TransferPolicy,
+    VerificationPolicy,
+)
+from carmigrate.migrate._plan import _WRITE_BATCH, Plan, _totals, redact_url
+
+if TYPE_CHECKING:
+    from carmigrate.storage import ObjectInfo, Store
+
+__all__ = ["plan"]
+
+
+def _resolve_stages(stages: Sequence[Stage]) -> tuple[Stage, ...]:
+    out = tuple(stages)
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        raise PlanError(f"stage names must be unique, got {names}")
+    if not any("*" in s.cohorts for s in out):
+        name = "rest"
+        while name in names:
+            name += "_"
+        out = (*out, Stage(name, ("*",)))
+    return out
+
+
+class _Stager:
+    """Cohort → stage, cached (cohorts repeat across many keys)."""
+
+    __slots__ = ("_stages", "cache")
+
+    def __init__(self, stages: tuple[Stage, ...]) -> None:
+        self._stages = stages
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, cohort: str) -> str:
+        name = self.cache.get(cohort)
+        if name is None:
+            name = next(s.name for s in self._stages if s.matches(cohort))
+            if len(self.cache) > 1_000_000:
+                self.cache.clear()
+            self.cache[cohort] = name
+        return name
+
+
+def _url_of(store: Store | str) -> str:
+    return store if isinstance(store, str) else store.url
+
+
+def plan(
+    source: Store | str,
+    destination: Store | str,
+    *,
+    prefix: str = "",
+    stages: Sequence[Stage] = (),
+    cohorts: CohortRule | None = None,
+    verification: VerificationPolicy | None = None,
+    transfer: TransferPolicy | None = None,
+    limits: Limits | None = None,
+    ids: IdRule | None = None,
+    path: str | os.PathLike[str] | None = None,
+    source_listing: Iterable[ObjectInfo | ListingEntry] | None = None,
+    destination_listing: Iterable[ObjectInfo | ListingEntry] | None = None,
+    presorted: bool = False,
+    run_size: int = DEFAULT_RUN_SIZE,
+    temp_dir: str | os.PathLike[str] | None = None,
+) -> Plan:
+    """Plan a migration from ``source`` to ``destination``.
+
+    Lists both stores under ``prefix`` (in key order: see
+    [iter_sorted_listing][carmigrate.migrate.iter_sorted_listing]), joins
+    the listings ([diff][carmigrate.migrate.diff]) and gives every key an
+    action, a cohort, a stage and, with an ID rule, its old and new id.
+    Nothing is read or written in either store. Memory is bounded: with
+    ``path``, items stream to the plan file (a temporary file next to it
+    while planning, renamed at the end), so a plan of ten million items
+    needs no more memory than one of ten.
+
+    Args:
+        source: The source store, or its URL when ``source_listing`` is given.
+        destination: The destination store, or its URL when
+            ``destination_listing`` is given.
+        prefix: Only keys starting with this.
+        stages: Ordered stages. If no stage has the cohort pattern ``"*"``, a
+            last stage ``"rest"`` takes the items no stage claims. Default:
+            one stage ``"all"``.
+        cohorts: How cohorts are computed (default: one cohort ``""``).
+        verification: Checks to run (default
+            [VerificationPolicy()][carmigrate.migrate.VerificationPolicy]).
+        transfer: How to move and what may be replaced.
+        limits: Default limits of a run (a run may override them).
+        ids: The ID rule. A ``UUID`` rule without a namespace gets a random
+            one, recorded in the plan.
+        path: Write the plan file here and return a file-backed plan;
+            otherwise the items are kept in memory.
+        source_listing: Use this listing instead of listing ``source`` (an
+            inventory report, a database export).
+        destination_listing: Likewise for the destination.
+        presorted: The given listings are already in ascending key order
+            (checked as they stream); otherwise they are sorted externally.
+        run_size: Entries per in-memory run of the external sort.
+        temp_dir: Where the external sort spills.
+
+    Returns:
+        The plan.
+
+    Raises:
+        PlanError: A listing is out of order or repeats a key, two source
+            keys map to one destination key, stage names repeat, or an ID
+            rule cannot derive an id. Nothing is written to ``path``.
+        StorageError: Listing a store failed.
+    """
+    cohorts = cohorts or CohortRule()
+    verification = verification or VerificationPolicy()
+    transfer = transfer or TransferPolicy()
+    limits = limits or Limits()
+    ids = ids or IdRule()
+    if ids.kind is IdKind.UUID and ids.namespace is None:
+        ids = attrs.evolve(ids, namespace=str(uuid.uuid4()))
+    stage_list = _resolve_stages(stages or (Stage("all"),))
+    stage_of = _Stager(stage_list)
+    if source_listing is None and isinstance(source, str):
+        raise PlanError("pass the source store, or a source_listing with its URL")
+    if destination_listing is None and isinstance(destination, str):
+        raise PlanError(
+            "pass the destination store, or a destination_listing with its URL"
+        )
+    dest_prefix = "" if ids.rewrite_key else prefix
+
+    def listing(
+        store: Store | str,
+        given: Iterable[ObjectInfo | ListingEntry] | None,
+        pfx: str,
+        what: str,
+    ) -> Iterator[ListingEntry]:
+        if given is None:
+            assert not isinstance(store, str)
+            return iter_sorted_listing(store, pfx, run_size=run_size, temp_dir=temp_dir)
+        entries = _entries_of(given, pfx)
+        if presorted:
+            return entries  # _build checks the order
+        # plain tuples out of the sort (no rebuilding of entries); _build
+        # checks the order, which also catches repeated keys
+        return external_sort(entries, run_size=run_size, temp_dir=temp_dir)  # type: ignore[return-value]
+
+    src = listing(source, source_listing, prefix, "the source listing")
+    dst = listing(
+        destination, destination_listing, dest_prefix, "the destination listing"
+    )
+
+    pairs: Iterator[Any] = src
+    if ids.active:
+        pairs = _with_ids(src, ids)
+        if ids.rewrite_key:
+            pairs = check_sorted(
+                external_sort(pairs, run_size=run_size, temp_dir=temp_dir),
+                what="the destination keys the ID rule makes (two source keys map to one)",
+            )
+
+    header_fields = {
+        "source": redact_url(_url_of(source)),
+        "destination": redact_url(_url_of(destination)),
+        "prefix": prefix,
+        "stages": stage_list,
+        "cohorts": cohorts,
+        "verification": verification,
+        "transfer": transfer,
+        "limits": limits,
+        "ids": ids,
+    }
+    if path is None:
+        items: list[PlanItem] = []
+        result = _build(pairs, dst, cohorts, stage_of, None, items, with_ids=ids.active)
+        return Plan(_header(header_fields, result, stage_list), items=tuple(items))
+    target = os.path.abspath(os.fspath(path))
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".carmigrate-plan-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # Room for the header, which is known only at the end: its longest
+            # possible encoding. It is written over the room, padded with
+            # spaces, so the items are never copied.
+            room = len(serde.encode_header(_widest_header(header_fields, stage_list)))
+            f.write(b" " * room + b"\n")
+            result = _build(pairs, dst, cohorts, stage_of, f, None, with_ids=ids.active)
+            header = _header(header_fields, result, stage_list)
+            line = serde.encode_header(header).encode("ascii")
+            if len(line) > room:  # pragma: no cover - the widest header bounds it
+                raise PlanError("internal error: the plan header outgrew its room")
+            f.seek(0)
+            f.write(line + b" " * (room - len(line)))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return Plan(header, path=target)
+
+
+_WIDEST: Final = 10**19 - 1
+
+
+def _widest_header(fields: dict[str, Any], stages: tuple[Stage, ...]) -> PlanHeader:
+    """A header at least as long as any header of a plan with these fields."""
+    return PlanHeader(
+        **fields,
+        item_count=_WIDEST,
+        items_digest="0" * 64,
+        extras_count=_WIDEST,
+        totals=tuple(
+            StageTotal(stage=s.name, action=a, count=_WIDEST, bytes=_WIDEST)
+            for s in stages
+            for a in Action
+        ),
+    )
+
+
+class _Sink:
+    """Hashes and writes the plan's bytes in a helper thread.
+
+    ``hashlib`` and file writes release the GIL, so they overlap with the
+    planner's own work on another core. At most a few batches are queued.
+
+    State: the queue, the SHA-256 so far and any error of the thread.
+    """
+
+    def __init__(self, out: Any) -> None:
+        self._h = hashlib.sha256()
+        self._out = out
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(
+            target=self._run, name="carmigrate-plan-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                self._h.update(data)
+                if self._out is not None:
+                    self._out.write(data)
+            except BaseException as e:  # reported by close()
+                self._error = e
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def close(self) -> str:
+        """Wait for the thread; the hex SHA-256 of everything written."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._h.hexdigest()
+
+
+def _header(
+    fields: dict[str, Any], result: dict[str, Any], stages: tuple[Stage, ...]
+) -> PlanHeader:
+    return PlanHeader(
+        **fields,
+        item_count=result["item_count"],
+        items_digest=result["items_digest"],
+        extras_count=result["extras_count"],
+        totals=_totals(result["totals"], stages),
+    )
+
+
+def _entries_of(
+    given: Iterable[ObjectInfo | ListingEntry], prefix: str
+) -> Iterator[ListingEntry]:
+    """A given listing as entries, filtered by ``prefix``."""
+    entries = to_entries(given)
+    if prefix:
+        entries = (e for e in entries if e[0].startswith(prefix))
+    return entries
+
+
+def _with_ids(src: Iterator[ListingEntry], rule: IdRule) -> Iterator[tuple[Any, ...]]:
+    rewrite = rule.rewrite_key
+    for e in src:
+        key = e[0]
+        found = rule.find(key)
+        if found is None:
+            yield key, e, None, None
+            continue
+        old, start, end = found
+        new = rule.new_id(old)
+        dkey = key[:start] + new + key[end:] if rewrite else key
+        yield dkey, e, old, new
+
+
+def _build(
+    src: Iterator[Any],
+    dst: Iterator[ListingEntry],
+    cohorts: CohortRule,
+    stage_of: _Stager,
+    out: Any,
+    items: list[PlanItem] | None,
+    *,
+    with_ids: bool,
+) -> dict[str, Any]:
+    """The hot loop: merge-join, classify and encode every item.
+
+    ``src`` yields entries (or ``(destination key, entry, old id, new id)``
+    with ``with_ids``), ``dst`` entries, both sorted by the join key. Lines
+    are written by [serde.encode_line][carmigrate.migrate.serde.encode_line],
+    the encoder generated from ``PlanItem``'s declaration.
+    """
+    sink = _Sink(out)
+    segments = cohorts.segments if cohorts.pattern is None else -1
+    cohort_of = cohorts.cohort_of
+    stages = stage_of.cache
+    encode = serde.encode_line
+    body, head_of, tail_of = serde.line_body, serde.line_head, serde.line_tail
+    src_prev = dst_prev = ""
+    copy, extra = Action.COPY, Action.EXTRA
+    totals: dict[tuple[str, Action], list[int]] = {}
+    heads: dict[tuple[Action, str], str] = {}
+    tails: dict[str, str] = {}
+    buf: list[str] = []
+    append = buf.append
+    extras = 0
+    write_batch = _WRITE_BATCH
+    last_cohort: str | None = None
+    last_action: Action | None = None
+    stage = head = tail = ""
+    t: list[int] = [0, 0]
+    # Both inputs are checked to ascend as they are read (the join relies
+    # on it, and it catches repeated keys); "" is below every valid key.
+    s = next(src, None)
+    if s is not None:
+        src_prev = s[0]
+    d = next(dst, None)
+    if d is not None:
+        dst_prev = d[0]
+    while True:
+        if s is not None:
+            dkey = s[0]
+            if d is None or dkey < d[0]:
+                action, reason, dsize = copy, None, None
+                if with_ids:
+                    _, e, sid, nid = s
+                else:
+                    e = s
+                    sid = nid = None
+                s = next(src, None)
+                if s is not None:
+                    if s[0] <= src_prev:
+                        _out_of_order(s[0], src_prev, "the source listing")
+                    src_prev = s[0]
+            elif d[0] < dkey:
+                e = None
+            else:
+                if with_ids:
+                    _, e, sid, nid = s
+                else:
+                    e = s
+                    sid = nid = None
+                action, reason = compare(e, d)
+                dsize = d[1]
+                s = next(src, None)
+                if s is not None:
+                    if s[0] <= src_prev:
+                        _out_of_order(s[0], src_prev, "the source listing")
+                    src_prev = s[0]
+                d = next(dst, None)
+                if d is not None:
+                    if d[0] <= dst_prev:
+                        _out_of_order(d[0], dst_prev, "the destination listing")
+                    dst_prev = d[0]
+        elif d is None:
+            break
+        else:
+            e = None
+        if e is None:
+            assert d is not None
+            dkey = d[0]
+            size = d[1]
+            cohort = (
+                ""
+                if segments == 0
+                else _first_segments(dkey, segments)
+                if segments > 0
+                else cohort_of(dkey)
+            )
+            stage = stage_of(cohort)
+            last_cohort = None
+            extras += 1
+            action = extra
+            xt = totals.get((stage, extra))
+            if xt is None:
+                xt = totals[(stage, extra)] = [0, 0]
+            xt[0] += 1
+            xt[1] += size
+            text = encode(
+                extra,
+                cohort,
+                False,
+                dkey,
+                size,
+                None,
+                None,
+                None,
+                None,
+                size,
+                None,
+                None,
+                stage,
+            )
+            if items is not None:
+                items.append(
+                    PlanItem(
+                        source_key=None,
+                        destination_key=dkey,
+                        size=size,
+                        action=extra,
+                        stage=stage,
+                        cohort=cohort,
+                        destination_size=size,
+                    )
+                )
+            d = next(dst, None)
+            if d is not None:
+                if d[0] <= dst_prev:
+                    _out_of_order(d[0], dst_prev, "the destination listing")
+                dst_prev = d[0]
+        else:
+            skey, size, etag, digests, cold = e
+            if segments == 1:
+                cut = skey.find("/")
+                cohort = skey[:cut] if cut > 0 else ""
+            elif segments == 0:
+                cohort = ""
+            elif segments > 0:
+                cohort = _first_segments(skey, segments)
+            else:
+                cohort = cohort_of(skey)
+            # consecutive keys mostly share cohort and action: reuse the
+            # line's encoded head (action, cohort) and tail (stage) and the
+            # totals entry
+            if cohort != last_cohort:
+                last_cohort = cohort
+                last_action = None
+                stage = stages.get(cohort) or stage_of(cohort)
+            if action is not last_action:
+                last_action = action
+                cached_head = heads.get((action, cohort))
+                if cached_head is None:
+                    cached_head = heads[(action, cohort)] = head_of(action, cohort)
+                head = cached_head
+                cached_tail = tails.get(stage)
+                if cached_tail is None:
+                    cached_tail = tails[stage] = tail_of(stage)
+                tail = cached_tail
+                entry = totals.get((stage, action))
+                if entry is None:
+                    entry = totals[(stage, action)] = [0, 0]
+                t = entry
+            text = body(
+                head,
+                tail,
+                cold,
+                dkey,
+                dsize,
+                digests,
+                etag,
+                nid,
+                reason,
+                size,
+                sid,
+                skey,
+            )
+            t[0] += 1
+            t[1] += size
+            if items is not None:
+                items.append(
+                    PlanItem(
+                        source_key=skey,
+                        destination_key=dkey,
+                        size=size,
+                        action=action,
+                        stage=stage,
+                        cohort=cohort,
+                        digests=digests,
+                        etag=etag,
+                        cold=cold,
+                        destination_size=dsize,
+                        reason=reason,
+                        source_id=sid,
+                        new_id=nid,
+                    )
+                )
+        append(text)
+        if len(buf) >= write_batch:
+            sink.write(("\n".join(buf) + "\n").encode("ascii"))
+            buf.clear()
+    if buf:
+        sink.write(("\n".join(buf) + "\n").encode("ascii"))
+    return {
+        "item_count": sum(v[0] for v in totals.values()),
+        "items_digest": sink.close(),
+        "extras_count": extras,
+        "totals": totals,
+    }
+
+
+# The positional call of serde.line_body in _build follows PlanItem's key
+# order; a change of the declaration must change that call too.
+if serde._LINES.body_keys != (
+    "cold",
+    "destination_key",
+    "destination_size",
+    "digests",
+    "etag",
+    "new_id",
+    "reason",
+    "size",
+    "source_id",
+    "source_key",
+):  # pragma: no cover - guards the declaration
+    raise ImportError(
+        f"PlanItem's plan-line keys changed ({serde._LINES.body_keys}); "
+        "update the planner's call of serde.line_body"
+    )
+
+
+def _out_of_order(key: str, prev: str, what: str) -> None:
+    if key == "":
+        raise PlanError(f"{what} has an empty key, which no store accepts")
+    problem = "is listed twice" if key == prev else f"comes after {prev!r}"
+    raise PlanError(
+        f"{what} is not sorted by key: {key!r} {problem}; a store that cannot "
+        "list in order must say so (capabilities.sorted_listing=False) so the "
+        "planner sorts it"
+    )
+
+
+def _first_segments(key: str, n: int) -> str:
+    """The first ``n`` folder segments of ``key`` (fewer if it has fewer)."""
+    end = -1
+    for _ in range(n):
+        nxt = key.find("/", end + 1)
+        if nxt < 0:
+            break
+        end = nxt
+    return key[:end] if end > 0 else ""
