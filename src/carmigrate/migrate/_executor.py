@@ -8,14 +8,12 @@ the ledger.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import heapq
 import os
 import queue
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Final
 
@@ -34,6 +32,8 @@ from carmigrate.migrate._model import (
     PlanHeader,
 )
 from carmigrate.migrate._plan import Plan, redact_url
+from carmigrate.migrate._scheduler import RUNNABLE as _RUNNABLE
+from carmigrate.migrate._scheduler import Scheduler
 from carmigrate.migrate._transfer import (
     Mode,
     Outcome,
@@ -47,7 +47,6 @@ from carmigrate.storage import Store, SupportsTemporaryCleanup, open_store
 __all__ = ["RunResult", "StoreOptions", "execute", "resume"]
 
 _S = ItemState
-_RUNNABLE: Final = (_S.PENDING, _S.COPYING, _S.WARMING, _S.COPIED, _S.FAILED)
 _OURS: Final = (_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED)
 _POLL: Final = 0.25
 _GROUP_OBJECT: Final = 2 << 20
@@ -432,8 +431,7 @@ class _Executor:
         self.tenant_buckets: dict[
             str, tuple[TokenBucket | None, TokenBucket | None]
         ] = {}
-        self.paced: list[tuple[float, int, ItemRecord]] = []
-        self.tenant_waits: dict[str, float] = {}
+        self.sched = Scheduler(ledger, limits.restore_batch)
         self.run = ledger.start_run(
             kind, stages=stages, limits=serde.unstructure(limits)
         )
@@ -452,9 +450,6 @@ class _Executor:
         self.stopping: str | None = None
         self.next_stop_check = 0.0
         self.stop_path = ledger.stop_path()
-        self.warming: dict[int, tuple[float, ItemRecord]] = {}
-        self.restoring: set[int] = set()
-        self.ready: collections.deque[ItemRecord] = collections.deque()
         self.restore_poll = self.header.transfer.restore_poll
         self.overwrite = self.header.transfer.overwrite is Overwrite.IF_DIFFERENT
         self.events: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
@@ -549,16 +544,6 @@ class _Executor:
                 size.take(rec.item.size)
         return wait
 
-    def _hold_back(self, rec: ItemRecord, wait: float, now: float) -> None:
-        """Keep an item aside until its tenant's tokens are due; other tenants go on."""
-        heapq.heappush(self.paced, (now + wait, rec.seq, rec))
-        tenant = rec.item.cohort
-        self.tenant_waits[tenant] = self.tenant_waits.get(tenant, 0.0) + wait
-
-    def _release_paced(self, now: float) -> None:
-        while self.paced and self.paced[0][0] <= now:
-            self.ready.append(heapq.heappop(self.paced)[2])
-
     # -- the loop ---------------------------------------------------------
 
     def run_all(self) -> RunResult:
@@ -603,7 +588,7 @@ class _Executor:
             failures=self.failures,
             seconds=self.clock() - self.started_at,
             counts=self.ledger.counts(stage=self.stages),
-            tenant_waits=dict(self.tenant_waits),
+            tenant_waits=dict(self.sched.tenant_waits),
         )
 
     def _interrupted(self) -> None:
@@ -643,190 +628,155 @@ class _Executor:
         self.events.append((args, kwargs))
 
     def _stage(self, stage: str) -> None:
-        source: Iterator[ItemRecord] = self.ledger.items(stage=stage, state=_RUNNABLE)
-        exhausted = False
-        deferred_cold = False
-        held: ItemRecord | None = None
-        # a record taken from ``source`` that did not fit this turn
-        lookahead: ItemRecord | None = None
+        """Run one stage: turns of filling the workers, then waiting for results."""
+        sched = self.sched
+        sched.start_stage(stage)
         workers = self.ctx.workers
-        concurrency = self.limits.concurrency
-        # a failure limit counts failures as they come back: a group would
-        # bring several at once and overshoot it, so then every object is
-        # its own task; so too on remote workers, which may run a task again
-        # after a worker died, by then without knowing what it wrote
-        group_most = (
-            _GROUP_ITEMS
-            if self.limits.max_failures is None and self.ctx.in_process
-            else 1
-        )
         while True:
             self._drain_progress()
             self._check_stop()
             wait_for = _POLL
             if self.stopping is None:
-                # units of work: one task, or a group of small objects' tasks
-                units: list[list[tuple[Task, ItemRecord, ItemState | None]]] = []
-                group_bytes = 0
-                now = self.clock()
-                if self.paced:
-                    self._release_paced(now)
-                while True:
-                    full = len(workers.inflight) + len(units) >= concurrency
-                    # every worker has a task: small objects may still join
-                    # the group being made
-                    if full and not _open_group(units, group_most):
-                        break
-                    if self._stopped():
-                        break
-                    due = None if full else self._due_restore(now)
-                    if due is not None:
-                        units.append(
-                            [(self.ctx.task(Mode.RESTORE, due, self.limits), due, None)]
-                        )
-                        continue
-                    rec: ItemRecord | None = None
-                    if self.ready:
-                        rec = self.ready[0]
-                    elif held is not None:
-                        rec = held
-                    elif not exhausted:
-                        if lookahead is not None:
-                            rec, lookahead = lookahead, None
-                        else:
-                            rec = next(source, None)
-                        if rec is None:
-                            exhausted = True
-                            continue
-                        if not self._wanted(rec):
-                            continue
-                        if full and not _fits(units, group_most, group_bytes, rec):
-                            lookahead = rec  # taken again next turn, in full
-                            break
-                        if rec.state is not _S.COPIED and (
-                            rec.item.cold or rec.state is _S.WARMING
-                        ):
-                            if (
-                                len(self.warming) + len(self.restoring)
-                                >= self.limits.restore_batch
-                            ):
-                                deferred_cold = True
-                                continue
-                            self.restoring.add(rec.seq)
-                            new_state = None if rec.state is _S.WARMING else _S.WARMING
-                            units.append(
-                                [
-                                    (
-                                        self.ctx.task(Mode.RESTORE, rec, self.limits),
-                                        rec,
-                                        new_state,
-                                    )
-                                ]
-                            )
-                            self.emit(EventKind.WARMING, rec)
-                            continue
-                        self.emit(EventKind.QUEUED, rec)
-                    if rec is None:
-                        break
-                    if full and not _fits(units, group_most, group_bytes, rec):
-                        break  # a ready or held record: it stays where it is
-                    if self.tenant_limited and rec is not held:
-                        tenant_wait = self._tenant_wait(rec)
-                        if tenant_wait > 0:
-                            if self.ready and self.ready[0] is rec:
-                                self.ready.popleft()
-                            self._hold_back(rec, tenant_wait, now)
-                            continue
-                    wait = self._rate_wait(rec.item.size)
-                    if wait > 0:
-                        if rec is not held and not (
-                            self.ready and self.ready[0] is rec
-                        ):
-                            held = rec
-                        wait_for = min(wait_for, wait)
-                        break
-                    if self.ready and self.ready[0] is rec:
-                        self.ready.popleft()
-                    if held is rec:
-                        held = None
-                    self._take(rec.item.size)
-                    task = self.ctx.task(
-                        self._mode(rec),
-                        rec,
-                        self.limits,
-                        maybe_ours=rec.state in (_S.COPYING, _S.FAILED)
-                        or rec.attempts > 0,
-                        created=rec.created,
-                        written_etag=rec.written_etag,
-                    )
-                    entry = (task, rec, None if rec.state is _S.COPIED else _S.COPYING)
-                    if full:  # it fits (checked above): into the group
-                        units[-1].append(entry)
-                        group_bytes += rec.item.size
-                    else:
-                        units.append([entry])
-                        group_bytes = rec.item.size
-                if units:
-                    started = time.time()
-                    with self.ledger.batch() as b:
-                        for unit in units:
-                            for _, rec, new_state in unit:
-                                if new_state is not None:
-                                    b.transition(rec.seq, new_state, started=started)
-                    for unit in units:
-                        if len(unit) == 1:
-                            workers.submit(unit[0][0], unit[0][1])
-                        else:
-                            workers.submit_group(
-                                [t for t, _, _ in unit], [r for _, r, _ in unit]
-                            )
-                        for task, rec, _ in unit:
-                            if task.mode is not Mode.RESTORE:
-                                self.emit(EventKind.STARTED, rec)
+                wait_for = self._fill(wait_for)
             if not workers.inflight:
-                if self.stopping is not None:
-                    return
-                if held is not None or self.ready:
-                    self.sleep(min(wait_for, _POLL))
-                    continue
-                if self.paced:
-                    pause = self.paced[0][0] - self.clock()
-                    if pause > 0:
-                        self.sleep(min(pause, _STOP_CHECK))
-                    continue
-                if self.warming:
-                    first_due = min(d for d, _ in self.warming.values())
-                    pause = first_due - self.clock()
-                    if pause > 0:
-                        self.sleep(min(pause, _STOP_CHECK))
-                    continue
-                if deferred_cold and lookahead is None:
-                    deferred_cold = False
-                    exhausted = False
-                    source = self.ledger.items(
-                        stage=stage, state=(_S.PENDING, _S.WARMING)
-                    )
-                    continue
-                if exhausted:
+                if self._idle(wait_for):
                     return
                 continue
-            if self.warming:
-                first_due = min(d for d, _ in self.warming.values())
-                wait_for = min(wait_for, max(0.0, first_due - self.clock()))
-            if self.paced:
-                wait_for = min(wait_for, max(0.0, self.paced[0][0] - self.clock()))
+            for due in (sched.first_warming_due(), sched.first_paced_due()):
+                if due is not None:
+                    wait_for = min(wait_for, max(0.0, due - self.clock()))
             results = workers.wait(wait_for)
             if results:
                 self._drain_progress()
                 self._record_all(results)
 
-    def _due_restore(self, now: float) -> ItemRecord | None:
-        for seq, (due, rec) in self.warming.items():
-            if due <= now:
-                del self.warming[seq]
-                self.restoring.add(seq)
-                return rec
-        return None
+    def _fill(self, wait_for: float) -> float:
+        """One turn: hand free workers their next items; returns how long to wait.
+
+        A unit of work is one task, or a group of small objects' tasks: when
+        every worker has one, small objects may still join the group being
+        made. A failure limit counts failures as they come back, and a group
+        would bring several at once and overshoot it, so then every object is
+        its own task; so too on remote workers, which may run a task again
+        after a worker died, by then without knowing what it wrote.
+        """
+        sched = self.sched
+        workers = self.ctx.workers
+        concurrency = self.limits.concurrency
+        group_most = (
+            _GROUP_ITEMS
+            if self.limits.max_failures is None and self.ctx.in_process
+            else 1
+        )
+        units: list[list[tuple[Task, ItemRecord, ItemState | None]]] = []
+        group_bytes = 0
+        now = self.clock()
+        sched.release_paced(now)
+        while True:
+            full = len(workers.inflight) + len(units) >= concurrency
+            if full and not _open_group(units, group_most):
+                break
+            if self._stopped():
+                break
+            due = None if full else sched.due_restore(now)
+            if due is not None:
+                units.append(
+                    [(self.ctx.task(Mode.RESTORE, due, self.limits), due, None)]
+                )
+                continue
+            rec = sched.waiting()
+            if rec is None and not sched.exhausted:
+                rec = sched.fetch()
+                if rec is None or not self._wanted(rec):
+                    continue
+                if full and not _fits(units, group_most, group_bytes, rec):
+                    sched.lookahead = rec  # taken again next turn, in full
+                    break
+                if rec.state is not _S.COPIED and (
+                    rec.item.cold or rec.state is _S.WARMING
+                ):
+                    if not sched.restore_room():
+                        sched.deferred_cold = True
+                        continue
+                    sched.restoring.add(rec.seq)
+                    new_state = None if rec.state is _S.WARMING else _S.WARMING
+                    task = self.ctx.task(Mode.RESTORE, rec, self.limits)
+                    units.append([(task, rec, new_state)])
+                    self.emit(EventKind.WARMING, rec)
+                    continue
+                self.emit(EventKind.QUEUED, rec)
+            if rec is None:
+                break
+            if full and not _fits(units, group_most, group_bytes, rec):
+                break  # a ready or held record: it stays where it is
+            if self.tenant_limited and rec is not sched.held:
+                tenant_wait = self._tenant_wait(rec)
+                if tenant_wait > 0:
+                    sched.hold_back(rec, tenant_wait, now)
+                    continue
+            wait = self._rate_wait(rec.item.size)
+            if wait > 0:
+                sched.hold(rec)
+                wait_for = min(wait_for, wait)
+                break
+            sched.started(rec)
+            self._take(rec.item.size)
+            task = self.ctx.task(
+                self._mode(rec),
+                rec,
+                self.limits,
+                maybe_ours=rec.state in (_S.COPYING, _S.FAILED) or rec.attempts > 0,
+                created=rec.created,
+                written_etag=rec.written_etag,
+            )
+            entry = (task, rec, None if rec.state is _S.COPIED else _S.COPYING)
+            if full:  # it fits (checked above): into the group
+                units[-1].append(entry)
+                group_bytes += rec.item.size
+            else:
+                units.append([entry])
+                group_bytes = rec.item.size
+        if units:
+            self._submit(units)
+        return wait_for
+
+    def _submit(
+        self, units: list[list[tuple[Task, ItemRecord, ItemState | None]]]
+    ) -> None:
+        """Record the units' items as started (one transaction), then hand them out."""
+        workers = self.ctx.workers
+        started = time.time()
+        with self.ledger.batch() as b:
+            for unit in units:
+                for _, rec, new_state in unit:
+                    if new_state is not None:
+                        b.transition(rec.seq, new_state, started=started)
+        for unit in units:
+            if len(unit) == 1:
+                workers.submit(unit[0][0], unit[0][1])
+            else:
+                workers.submit_group([t for t, _, _ in unit], [r for _, r, _ in unit])
+            for task, rec, _ in unit:
+                if task.mode is not Mode.RESTORE:
+                    self.emit(EventKind.STARTED, rec)
+
+    def _idle(self, wait_for: float) -> bool:
+        """Nothing in flight: wait for what is due, or say the stage is done."""
+        sched = self.sched
+        if self.stopping is not None:
+            return True
+        if sched.waiting() is not None:
+            self.sleep(min(wait_for, _POLL))
+            return False
+        for due in (sched.first_paced_due(), sched.first_warming_due()):
+            if due is not None:
+                pause = due - self.clock()
+                if pause > 0:
+                    self.sleep(min(pause, _STOP_CHECK))
+                return False
+        if sched.exhausted and sched.rescan_deferred():
+            return False
+        return sched.exhausted
 
     def _drain_progress(self) -> None:
         q = self.ctx.progress
@@ -846,7 +796,7 @@ class _Executor:
         now = time.time()
         seq = rec.seq
         if out.mode is Mode.RESTORE:
-            self.restoring.discard(seq)
+            self.sched.restoring.discard(seq)
             if out.state is _S.FAILED:
                 b.transition(
                     seq,
@@ -856,14 +806,17 @@ class _Executor:
                 )
                 self._finished(rec, out)
             elif out.ready:
-                self.ready.append(attrs.evolve(rec, state=_S.WARMING))
+                self.sched.ready.append(attrs.evolve(rec, state=_S.WARMING))
             else:
-                self.warming[seq] = (self.clock() + self.restore_poll, rec)
+                self.sched.warming[seq] = (self.clock() + self.restore_poll, rec)
             return
         if out.state is _S.WARMING:
             b.transition(seq, _S.WARMING, reason=out.reason)
             self._later(EventKind.WARMING, rec, reason=out.reason)
-            self.warming[seq] = (self.clock(), attrs.evolve(rec, state=_S.WARMING))
+            self.sched.warming[seq] = (
+                self.clock(),
+                attrs.evolve(rec, state=_S.WARMING),
+            )
             return
         assert out.state is not None
         b.transition(
