@@ -379,7 +379,7 @@ def held_car_rates(count: int, size: int) -> list[tuple[str, float]]:
     its CID and the whole CAR against the digest its key names. Each CAR has
     ``size // 256 KiB`` raw blocks.
     """
-    from carmigrate.cid import sha256_ranges
+    from carmigrate.cid.lowlevel import sha256_ranges
 
     block = 256 << 10
     cars = []
@@ -517,7 +517,7 @@ def main() -> None:
     for label, rate, note in cid_parse_rate(20_000 if args.quick else 1_000_000):
         print(f"| {label} | {rate:,.0f} | {note} |")
 
-    from carmigrate.cid import SHA256_RANGES_NATIVE
+    from carmigrate.cid.lowlevel import SHA256_RANGES_NATIVE
 
     count = 20 if args.quick else 200
     print()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from carmigrate.aggregate import PackingConstraints, PackItem, index_start, pack
+from carmigrate.aggregate import PackingConstraints, PackItem, pack
+from carmigrate.aggregate.lowlevel import index_start
 from carmigrate.commp import PieceInfo
 
 DEAL = 1 << 20

@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from carmigrate.aggregate import (
     AggregateBuilder,
     InclusionProof,
-    IndexEntry,
     ProofData,
-    max_entries,
+    SegmentIndexEntry,
 )
-from carmigrate.cid import CID, decode_varint
+from carmigrate.aggregate.lowlevel import max_entries
+from carmigrate.cid import CID
+from carmigrate.cid.lowlevel import decode_varint
 from carmigrate.errors import AggregateError, AggregateFullError
 
 VECTORS = Path(__file__).parent.parent / "vectors" / "commp" / "aggregates.jsonl"
@@ -141,17 +142,17 @@ def test_bad_pieces_and_empty_build() -> None:
 
 def test_index_entry_round_trip_and_rejections() -> None:
     """Entries parse back; a wrong checksum or misaligned offset is refused."""
-    entry = IndexEntry(bytes(range(31)) + b"\x01", 1024, 512)
+    entry = SegmentIndexEntry(bytes(range(31)) + b"\x01", 1024, 512)
     raw = entry.to_bytes()
 
-    assert IndexEntry.from_bytes(raw) == entry
+    assert SegmentIndexEntry.from_bytes(raw) == entry
     with pytest.raises(AggregateError, match="checksum"):
-        IndexEntry.from_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+        SegmentIndexEntry.from_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
     with pytest.raises(AggregateError, match="64 bytes"):
-        IndexEntry.from_bytes(raw[:10])
-    bad = IndexEntry(entry.root, 100, 512).to_bytes()
+        SegmentIndexEntry.from_bytes(raw[:10])
+    bad = SegmentIndexEntry(entry.root, 100, 512).to_bytes()
     with pytest.raises(AggregateError, match="multiple of 128"):
-        IndexEntry.from_bytes(bad)
+        SegmentIndexEntry.from_bytes(bad)
 
 
 piece_sizes = st.integers(min_value=7, max_value=16).map(lambda k: 1 << k)

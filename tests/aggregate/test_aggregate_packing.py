@@ -12,9 +12,9 @@ from carmigrate.aggregate import (
     SPADE_PAYLOAD_WINDOW,
     PackingConstraints,
     PackItem,
-    index_start,
     pack,
 )
+from carmigrate.aggregate.lowlevel import index_start
 from carmigrate.errors import AggregateError
 
 DEAL = 1 << 20  # 1 MiB deals keep examples small; the index has 8 entries

@@ -19,7 +19,7 @@ from carmigrate.car import (
     iter_blocks,
     verify_car,
 )
-from carmigrate.cid import encode_varint
+from carmigrate.cid.lowlevel import encode_varint
 from carmigrate.errors import CarFormatError, FormatError
 from carmigrate.testing.strategies import car_bytes
 

@@ -10,12 +10,12 @@ from carmigrate.car import (
     DEFAULT_LIMITS,
     DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_MAX_SECTION_SIZE,
-    PRAGMA,
     CarHeader,
     CarLimits,
     CarV2Header,
     Characteristics,
 )
+from carmigrate.car.lowlevel import PRAGMA
 from carmigrate.errors import CarFormatError
 
 u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)

@@ -15,14 +15,13 @@ from carmigrate.car import (
     MULTIHASH_INDEX_SORTED,
     Block,
     CarBlockReader,
-    CarIndex,
     CarReader,
     CarWriter,
-    IndexEntry,
     inspect_car,
     verify_car,
 )
-from carmigrate.cid import encode_varint
+from carmigrate.car.lowlevel import CarIndex, IndexEntry
+from carmigrate.cid.lowlevel import encode_varint
 from carmigrate.errors import CarFormatError
 from carmigrate.testing.strategies import blocks
 

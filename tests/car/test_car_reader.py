@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from carmigrate.car import (
-    PRAGMA,
     Block,
     CarBlockReader,
     CarLimits,
@@ -21,7 +20,9 @@ from carmigrate.car import (
     iter_blocks,
     verify_car,
 )
-from carmigrate.cid import CID, encode_dag_cbor, encode_varint
+from carmigrate.car.lowlevel import PRAGMA
+from carmigrate.cid import CID, encode_dag_cbor
+from carmigrate.cid.lowlevel import encode_varint
 from carmigrate.errors import BlockHashMismatch, CarFormatError, LimitExceeded
 from carmigrate.testing.strategies import blocks, car_bytes
 

@@ -15,11 +15,10 @@ from carmigrate.cid import (
     Multihash,
     UnsupportedHash,
     as_cid,
-    decode_varint,
-    encode_varint,
     multibase_decode,
     multibase_encode,
 )
+from carmigrate.cid.lowlevel import decode_varint, encode_varint
 from carmigrate.errors import FormatError
 
 # A CIDv0 and its v1 form, from the IPFS docs' well-known "hello world" examples.

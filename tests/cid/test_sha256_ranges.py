@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import carmigrate.cid._ranges as ranges_module
-from carmigrate.cid import SHA256_RANGES_NATIVE, sha256_ranges
+from carmigrate.cid.lowlevel import SHA256_RANGES_NATIVE, sha256_ranges
 
 
 @pytest.fixture(params=["native", "hashlib"])

@@ -7,8 +7,8 @@ from commp_payloads import counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from carmigrate.commp import fr32_pad, fr32_unpad
 from carmigrate.commp._fr32 import pad_quad
+from carmigrate.commp.lowlevel import fr32_pad, fr32_unpad
 from carmigrate.errors import PieceError
 
 quads = st.integers(0, 12).flatmap(

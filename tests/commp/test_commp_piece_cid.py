@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from carmigrate.cid import CID, Multihash, encode_varint
+from carmigrate.cid import CID, Multihash
+from carmigrate.cid.lowlevel import encode_varint
 from carmigrate.commp import (
     MAX_HEIGHT,
     MIN_HEIGHT,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from commp_payloads import NATIVE
 
-from carmigrate.commp import MAX_HEIGHT, ZERO_COMMITMENTS, commp, hash_node
+from carmigrate.commp import MAX_HEIGHT, commp
+from carmigrate.commp.lowlevel import ZERO_COMMITMENTS, hash_node
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCRIPT = ROOT / "scripts" / "gen_zero_commitments.py"

@@ -11,7 +11,6 @@ import fsspec
 import pytest
 
 from carmigrate.storage import (
-    DEFAULT_MAX_KEY_LENGTH,
     Capabilities,
     FsspecStore,
     LocalStore,
@@ -25,7 +24,11 @@ from carmigrate.storage import (
     SupportsTemporaryCleanup,
     capabilities_of,
 )
-from carmigrate.storage.lowlevel import OPTIONAL_PROTOCOLS, derive_capabilities
+from carmigrate.storage.lowlevel import (
+    DEFAULT_MAX_KEY_LENGTH,
+    OPTIONAL_PROTOCOLS,
+    derive_capabilities,
+)
 
 FLAGS = {
     SupportsServerSideCopy: "server_side_copy",

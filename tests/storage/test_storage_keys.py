@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from carmigrate.errors import InvalidKey
-from carmigrate.storage import validate_key, validate_prefix
+from carmigrate.storage.lowlevel import validate_key, validate_prefix
 
 
 @pytest.mark.parametrize(

@@ -25,9 +25,8 @@ from carmigrate.storage import (
     ObjectInfo,
     Store,
     WriteData,
-    iter_chunks,
 )
-from carmigrate.storage.lowlevel import StoreWrapper
+from carmigrate.storage.lowlevel import StoreWrapper, iter_chunks
 from carmigrate.testing import STORE_CHECKS, check_store
 
 _counter = itertools.count()

@@ -6,6 +6,9 @@ commitment is computed from the piece commitments alone. Inclusion proofs
 show a piece is both a subtree of the deal and named by a valid index entry;
 they verify offline against the aggregate's root and size.
 
+Where the index area sits in a deal and how many entries it holds are in
+[carmigrate.aggregate.lowlevel][].
+
 Spec: FRC-0058 (verifiable data aggregation); commp-spec §7 to §9.
 """
 
@@ -17,7 +20,7 @@ from carmigrate.aggregate._builder import (
     Placement,
     check_deal_size,
 )
-from carmigrate.aggregate._index import ENTRY_SIZE, IndexEntry, index_start, max_entries
+from carmigrate.aggregate._index import SegmentIndexEntry
 from carmigrate.aggregate._packing import (
     POLICIES,
     SPADE_DEAL_SIZE,
@@ -53,10 +56,8 @@ __all__ = [
     "AggregateQueue",
     "AggregateRecord",
     "AggregateState",
-    "ENTRY_SIZE",
     "Estimate",
     "InclusionProof",
-    "IndexEntry",
     "Offer",
     "OfferResult",
     "POLICIES",
@@ -72,12 +73,11 @@ __all__ = [
     "ProofData",
     "SPADE_DEAL_SIZE",
     "SPADE_PAYLOAD_WINDOW",
+    "SegmentIndexEntry",
     "check_deal_size",
     "in_order",
-    "index_start",
     "iter_aggregate_bytes",
     "largest_first",
-    "max_entries",
     "open_aggregate_stream",
     "pack",
     "smallest_first",

@@ -6,10 +6,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from carmigrate.aggregate._index import ENTRY_SIZE, IndexEntry, index_start, max_entries
+from carmigrate.aggregate._index import (
+    ENTRY_SIZE,
+    SegmentIndexEntry,
+    index_start,
+    max_entries,
+)
 from carmigrate.aggregate._proof import InclusionProof, ProofData
 from carmigrate.aggregate._tree import SparseTree
-from carmigrate.commp import hash_node
+from carmigrate.commp.lowlevel import hash_node
 from carmigrate.errors import AggregateError, AggregateFullError
 
 if TYPE_CHECKING:
@@ -124,9 +129,9 @@ class Placement:
         return self.offset // 128 * 127
 
     @property
-    def entry(self) -> IndexEntry:
+    def entry(self) -> SegmentIndexEntry:
         """The piece's data segment index entry."""
-        return IndexEntry(self.root, self.offset, self.size)
+        return SegmentIndexEntry(self.root, self.offset, self.size)
 
 
 class AggregateBuilder:
@@ -299,7 +304,7 @@ class Aggregate:
         level = self.index_level
         return self._tree.node(level, self.index_start >> (level + 5))
 
-    def index_entries(self) -> tuple[IndexEntry, ...]:
+    def index_entries(self) -> tuple[SegmentIndexEntry, ...]:
         """The used index entries, in piece order."""
         return tuple(p.entry for p in self.placements)
 

@@ -9,7 +9,7 @@ import attrs
 
 from carmigrate.errors import AggregateError
 
-__all__ = ["ENTRY_SIZE", "IndexEntry", "index_start", "max_entries"]
+__all__ = ["ENTRY_SIZE", "SegmentIndexEntry", "index_start", "max_entries"]
 
 ENTRY_SIZE: Final = 64
 """Bytes of one index entry in the padded domain."""
@@ -31,8 +31,14 @@ def index_start(deal_size: int) -> int:
 
 
 @attrs.frozen
-class IndexEntry:
-    """One data segment index entry: a piece's root, padded offset and size.
+class SegmentIndexEntry:
+    """One entry of the FRC-0058 data segment index: a piece's root, padded offset and size.
+
+    What [Aggregate.index_entries][carmigrate.aggregate.Aggregate.index_entries]
+    and [Placement.entry][carmigrate.aggregate.Placement.entry] give; its 64
+    bytes (``to_bytes``) are what the deal carries in its index area.
+    (Not to be confused with a CARv2 index entry,
+    [carmigrate.car.lowlevel.IndexEntry][].)
 
     Attributes:
         root: The piece commitment (32 bytes).
@@ -63,7 +69,7 @@ class IndexEntry:
         return self.to_bytes()[48:]
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> IndexEntry:
+    def from_bytes(cls, data: bytes) -> SegmentIndexEntry:
         """Parse and validate a 64-byte entry.
 
         Raises:

@@ -6,10 +6,10 @@ from typing import Any, Final
 
 import attrs
 
-from carmigrate.aggregate._index import ENTRY_SIZE, IndexEntry, max_entries
+from carmigrate.aggregate._index import ENTRY_SIZE, SegmentIndexEntry, max_entries
 from carmigrate.aggregate._tree import MAX_HEIGHT
 from carmigrate.cid import decode_dag_cbor, encode_dag_cbor
-from carmigrate.commp import hash_node
+from carmigrate.commp.lowlevel import hash_node
 from carmigrate.errors import AggregateError, FormatError
 
 __all__ = ["InclusionProof", "ProofData"]
@@ -141,7 +141,7 @@ class InclusionProof:
             raise AggregateError(msg)
         root_a = self.subtree.fold(piece_root)
         offset = self.subtree.index * piece_size
-        entry = IndexEntry(piece_root, offset, piece_size).to_bytes()
+        entry = SegmentIndexEntry(piece_root, offset, piece_size).to_bytes()
         root_b = self.index.fold(hash_node(entry[:32], entry[32:]))
         size_b = ENTRY_SIZE << len(self.index.path)
         if root_a != root_b or size_a != size_b:

@@ -12,7 +12,7 @@ import io
 from typing import TYPE_CHECKING, BinaryIO, Final, TypeAlias
 
 from carmigrate.aggregate._index import ENTRY_SIZE
-from carmigrate.commp import fr32_unpad
+from carmigrate.commp.lowlevel import fr32_unpad
 from carmigrate.errors import AggregateError
 
 if TYPE_CHECKING:

@@ -5,14 +5,14 @@ deal bytes in which only piece roots and index entries are known; every other
 subtree is all zeros and its root is a zero commitment. This module stores
 the known nodes level by level, computes their ancestors, and reads sibling
 paths for inclusion proofs. Nodes are hashed with
-[carmigrate.commp.hash_node][] (commp-spec §3).
+[carmigrate.commp.lowlevel.hash_node][] (commp-spec §3).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from carmigrate.commp import ZERO_COMMITMENTS, hash_node
+from carmigrate.commp.lowlevel import ZERO_COMMITMENTS, hash_node
 
 __all__ = ["MAX_HEIGHT", "SparseTree"]
 

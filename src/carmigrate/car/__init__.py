@@ -11,7 +11,8 @@ Two ways in, chosen by what you hold (as in go-car):
 
 [CarWriter][carmigrate.car.CarWriter] writes CARv1 (streaming) and CARv2
 (with an index, header written at close); [index_car][carmigrate.car.index_car]
-turns any CAR into an indexed CARv2.
+turns any CAR into an indexed CARv2. The index itself, as a value to build,
+encode or decode, is in [carmigrate.car.lowlevel][].
 
 Every length read from a file is checked against
 [CarLimits][carmigrate.car.CarLimits] before anything is allocated, and every
@@ -24,13 +25,8 @@ the specs are silent.
 """
 
 from carmigrate.car._block import Block, BlockLocation, CarBlock
-from carmigrate.car._header import PRAGMA, CarHeader, CarV2Header, Characteristics
-from carmigrate.car._index import (
-    INDEX_SORTED,
-    MULTIHASH_INDEX_SORTED,
-    CarIndex,
-    IndexEntry,
-)
+from carmigrate.car._header import CarHeader, CarV2Header, Characteristics
+from carmigrate.car._index import INDEX_SORTED, MULTIHASH_INDEX_SORTED
 from carmigrate.car._inspect import CarSummary, inspect_car
 from carmigrate.car._limits import (
     DEFAULT_LIMITS,
@@ -49,7 +45,6 @@ __all__ = [
     "CarBlock",
     "CarBlockReader",
     "CarHeader",
-    "CarIndex",
     "CarLimits",
     "CarReader",
     "CarSummary",
@@ -60,9 +55,7 @@ __all__ = [
     "DEFAULT_MAX_HEADER_SIZE",
     "DEFAULT_MAX_SECTION_SIZE",
     "INDEX_SORTED",
-    "IndexEntry",
     "MULTIHASH_INDEX_SORTED",
-    "PRAGMA",
     "VerifyResult",
     "index_car",
     "inspect_car",

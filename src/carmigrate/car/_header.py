@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from carmigrate.cid import CID, CIDLike, as_cid, encode_dag_cbor, encode_varint
+from carmigrate.cid import CID, CIDLike, as_cid, encode_dag_cbor
+from carmigrate.cid.lowlevel import encode_varint
 from carmigrate.errors import CarFormatError
 
 if TYPE_CHECKING:

@@ -22,14 +22,8 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 import attrs
 
-from carmigrate.cid import (
-    CIDLike,
-    as_cid,
-    codec_name,
-    decode_varint,
-    encode_varint,
-    hash_name,
-)
+from carmigrate.cid import CIDLike, as_cid, codec_name, hash_name
+from carmigrate.cid.lowlevel import decode_varint, encode_varint
 from carmigrate.errors import CarFormatError, FormatError
 
 if TYPE_CHECKING:
@@ -119,9 +113,9 @@ class CarIndex:
 
     Entries are kept in their encoded order, which is sorted (by hash code for
     MultihashIndexSorted, then digest length, then digest), so
-    [encode][carmigrate.car.CarIndex.encode] of a
-    [decode][carmigrate.car.CarIndex.decode]d index gives back the same
-    bytes, and [build][carmigrate.car.CarIndex.build] gives the bytes go-car
+    [encode][carmigrate.car.lowlevel.CarIndex.encode] of a
+    [decode][carmigrate.car.lowlevel.CarIndex.decode]d index gives back the same
+    bytes, and [build][carmigrate.car.lowlevel.CarIndex.build] gives the bytes go-car
     writes for the same CAR.
 
     An index read from a file says nothing trustworthy on its own; see
@@ -347,7 +341,7 @@ def decode_index(
             messages about truncation).
 
     Raises:
-        CarFormatError: As [CarIndex.decode][carmigrate.car.CarIndex.decode].
+        CarFormatError: As [CarIndex.decode][carmigrate.car.lowlevel.CarIndex.decode].
     """
     cur = _Cursor(data, offset, capped)
     try:

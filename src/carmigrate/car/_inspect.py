@@ -33,8 +33,9 @@ class CarSummary:
         codecs: Blocks per content codec name, most frequent first.
         hashes: Blocks per multihash function name, most frequent first.
         roots_present: Whether every root is among the blocks.
-        index: The embedded CARv2 index, checked against the data, or
-            ``None`` when there is none (or it was not checked).
+        index: The embedded CARv2 index (a
+            [CarIndex][carmigrate.car.lowlevel.CarIndex]), checked against
+            the data, or ``None`` when there is none (or it was not checked).
     """
 
     header: CarHeader

@@ -166,7 +166,11 @@ class CarReader:
 
     @property
     def index(self) -> CarIndex | None:
-        """The embedded CARv2 index, checked against the data; ``None`` if absent or ignored."""
+        """The embedded CARv2 index, checked against the data; ``None`` if absent or ignored.
+
+        A [CarIndex][carmigrate.car.lowlevel.CarIndex]: ``codec_name``,
+        ``len()`` and its sorted ``entries``.
+        """
         return self._index
 
     @property

@@ -22,7 +22,8 @@ from carmigrate.car._scan import (
     truncated,
     zero_length,
 )
-from carmigrate.cid import CID, SHA256_RANGES_NATIVE, HashCheck, sha256_ranges
+from carmigrate.cid import CID, HashCheck
+from carmigrate.cid.lowlevel import SHA256_RANGES_NATIVE, sha256_ranges
 from carmigrate.errors import (
     BlockHashMismatch,
     CarFormatError,
@@ -556,7 +557,7 @@ def verify_car(
 
     Large blocks of a stream are hashed in a worker thread while the next
     bytes are read (by default when more than one CPU is available). The blocks of an in-memory CAR
-    are hashed in batches with [sha256_ranges][carmigrate.cid.sha256_ranges]
+    are hashed in batches with [sha256_ranges][carmigrate.cid.lowlevel.sha256_ranges]
     where it has its compiled form. Either way the results are the same as
     hashing in order.
 
@@ -575,7 +576,7 @@ def verify_car(
             then read to its end even when verification stops early, and a
             stream is read through rather than seeked over. For an in-memory
             CAR it is computed alongside the block hashes, two streams at a
-            time where [sha256_ranges][carmigrate.cid.sha256_ranges] can.
+            time where [sha256_ranges][carmigrate.cid.lowlevel.sha256_ranges] can.
         hash_thread: Hash a stream's large blocks in a worker thread while
             the next bytes are read. ``None`` (the default) does so when more
             than one CPU is available; a caller that already reads the bytes

@@ -17,7 +17,8 @@ from carmigrate.car._header import (
 from carmigrate.car._index import INDEX_SORTED, MULTIHASH_INDEX_SORTED, CarIndex
 from carmigrate.car._limits import DEFAULT_LIMITS, CarLimits
 from carmigrate.car._scan import CarBlockReader
-from carmigrate.cid import Buffer, CIDLike, HashCheck, as_cid, encode_varint
+from carmigrate.cid import Buffer, CIDLike, HashCheck, as_cid
+from carmigrate.cid.lowlevel import encode_varint
 from carmigrate.errors import BlockHashMismatch, LimitExceeded
 
 if TYPE_CHECKING:

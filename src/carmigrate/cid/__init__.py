@@ -1,9 +1,11 @@
-"""Content identifiers, multihashes, varints and DAG-CBOR.
+"""Content identifiers, multihashes, multibase and DAG-CBOR.
 
 carmigrate's own small, fast implementation of the multiformats it needs on
 hot paths. Everything that takes a CID also takes its string or binary form
 or a ``multiformats.CID`` (see [as_cid][carmigrate.cid.as_cid]);
 [CID.to_multiformats][carmigrate.cid.CID.to_multiformats] goes the other way.
+Varints and the many-range SHA-256 behind the CAR verifier are in
+[carmigrate.cid.lowlevel][].
 
 Specs: multiformats CID, multihash, multibase and unsigned-varint; IPLD
 DAG-CBOR.
@@ -20,9 +22,7 @@ from carmigrate.cid._multihash import (
     hash_digest,
     supported_hashes,
 )
-from carmigrate.cid._ranges import SHA256_RANGES_NATIVE, sha256_ranges
 from carmigrate.cid._types import Buffer
-from carmigrate.cid._varint import MAX_VARINT_BYTES, decode_varint, encode_varint
 
 __all__ = [
     "BASES",
@@ -34,20 +34,15 @@ __all__ = [
     "HashCheck",
     "IPLDValue",
     "MAX_CID_STRING",
-    "MAX_VARINT_BYTES",
     "Multihash",
-    "SHA256_RANGES_NATIVE",
     "UnsupportedHash",
     "as_cid",
     "codec_name",
     "decode_dag_cbor",
-    "decode_varint",
     "encode_dag_cbor",
-    "encode_varint",
     "hash_digest",
     "hash_name",
     "multibase_decode",
     "multibase_encode",
-    "sha256_ranges",
     "supported_hashes",
 ]

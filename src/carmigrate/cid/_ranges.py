@@ -33,7 +33,7 @@ def _load() -> _Native | None:
 _NATIVE = _load()
 
 SHA256_RANGES_NATIVE: bool = _NATIVE is not None
-"""Whether [sha256_ranges][carmigrate.cid.sha256_ranges] uses the compiled
+"""Whether [sha256_ranges][carmigrate.cid.lowlevel.sha256_ranges] uses the compiled
 two-stream code (x86 SHA instructions); else it calls ``hashlib`` per range."""
 
 
@@ -43,7 +43,7 @@ def sha256_ranges(data: Buffer, ranges: Sequence[tuple[int, int]]) -> list[bytes
     Equal to ``hashlib.sha256(data[start:start + length]).digest()`` for each
     range, in the order given. Ranges may overlap (a whole file and its
     parts, say) and may be empty. Where the compiled module and the x86 SHA
-    instructions are present ([SHA256_RANGES_NATIVE][carmigrate.cid.SHA256_RANGES_NATIVE]),
+    instructions are present ([SHA256_RANGES_NATIVE][carmigrate.cid.lowlevel.SHA256_RANGES_NATIVE]),
     two ranges are hashed at a time with their rounds interleaved, about
     1.7x the throughput of one ``hashlib`` stream, in one call that
     releases the GIL; otherwise each range goes through ``hashlib``.

@@ -12,15 +12,16 @@ chosen at run time, GIL released, several threads). [IMPLEMENTATION][carmigrate.
 names the active one; ``CARMIGRATE_COMMP=reference`` forces the reference
 and ``CARMIGRATE_COMMP=native`` requires the compiled core.
 
+The steps of the algorithm (fr32 padding, the node hash, zero commitments)
+are in [carmigrate.commp.lowlevel][].
+
 Spec: commp-spec §0-§6 (sizes, fr32, tree, zero commitments, PieceCID v1
 and v2); FRC-0069.
 """
 
 from carmigrate.commp._backend import IMPLEMENTATION, available_implementations
-from carmigrate.commp._fr32 import fr32_pad, fr32_unpad
 from carmigrate.commp._hasher import GO_MIN_PAYLOAD, PieceHasher, commp
 from carmigrate.commp._piece import PieceInfo, to_piece_cid_v1, to_piece_cid_v2
-from carmigrate.commp._reference import hash_node
 from carmigrate.commp._sizes import (
     MAX_HEIGHT,
     MIN_HEIGHT,
@@ -28,7 +29,6 @@ from carmigrate.commp._sizes import (
     PayloadSize,
     UnpaddedPieceSize,
 )
-from carmigrate.commp._zero import ZERO_COMMITMENTS
 
 __all__ = [
     "GO_MIN_PAYLOAD",
@@ -40,12 +40,8 @@ __all__ = [
     "PieceHasher",
     "PieceInfo",
     "UnpaddedPieceSize",
-    "ZERO_COMMITMENTS",
     "available_implementations",
     "commp",
-    "fr32_pad",
-    "fr32_unpad",
-    "hash_node",
     "to_piece_cid_v1",
     "to_piece_cid_v2",
 ]

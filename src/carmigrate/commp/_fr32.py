@@ -70,7 +70,7 @@ def fr32_pad(data: Buffer) -> bytes:
 
 
 def fr32_unpad(data: Buffer) -> bytes:
-    """Invert [fr32_pad][carmigrate.commp.fr32_pad]: 128 padded bytes to 127.
+    """Invert [fr32_pad][carmigrate.commp.lowlevel.fr32_pad]: 128 padded bytes to 127.
 
     Args:
         data: fr32-padded bytes, a whole number of 128-byte quads.

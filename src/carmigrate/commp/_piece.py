@@ -18,15 +18,8 @@ from typing import TYPE_CHECKING, Final, SupportsIndex
 
 import attrs
 
-from carmigrate.cid import (
-    CID,
-    Multihash,
-    as_cid,
-    codec_name,
-    decode_varint,
-    encode_varint,
-    hash_name,
-)
+from carmigrate.cid import CID, Multihash, as_cid, codec_name, hash_name
+from carmigrate.cid.lowlevel import decode_varint, encode_varint
 from carmigrate.commp._sizes import (
     MAX_HEIGHT,
     MIN_HEIGHT,

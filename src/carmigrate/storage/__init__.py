@@ -9,7 +9,9 @@ with them are derived from the Protocols a store implements
 ([capabilities_of][carmigrate.storage.capabilities_of]). Helpers built on the
 Protocol (copy between stores, exists, whole-object I/O, restore) are free
 functions in [carmigrate.storage.ops][], re-exported here; helpers for
-backend and wrapper authors are in [carmigrate.storage.lowlevel][].
+backend and wrapper authors (key checks, chunking, checksum arguments,
+derived capabilities, a base for wrapping stores) are in
+[carmigrate.storage.lowlevel][].
 
 Backends: [LocalStore][carmigrate.storage.LocalStore],
 [MemoryStore][carmigrate.storage.MemoryStore],
@@ -37,12 +39,6 @@ from carmigrate.storage._base import (
     capabilities_of,
 )
 from carmigrate.storage._fsspec import FsspecStore
-from carmigrate.storage._io import SUPPORTED_CHECKSUMS, iter_chunks, normalize_checksums
-from carmigrate.storage._keys import (
-    DEFAULT_MAX_KEY_LENGTH,
-    validate_key,
-    validate_prefix,
-)
 from carmigrate.storage._local import LocalStore
 from carmigrate.storage._memory import MemoryStore
 from carmigrate.storage._registry import ENTRY_POINT_GROUP, open_store
@@ -61,7 +57,6 @@ __all__ = [
     "COLD_STORAGE_CLASSES",
     "Capabilities",
     "ConditionalWriteMode",
-    "DEFAULT_MAX_KEY_LENGTH",
     "ENTRY_POINT_GROUP",
     "FsspecStore",
     "LocalStore",
@@ -70,7 +65,6 @@ __all__ = [
     "RestoreStatus",
     "RetryPolicy",
     "S3Store",
-    "SUPPORTED_CHECKSUMS",
     "Store",
     "SupportsPresignedUrls",
     "SupportsRead",
@@ -81,12 +75,8 @@ __all__ = [
     "capabilities_of",
     "copy_object",
     "exists",
-    "iter_chunks",
-    "normalize_checksums",
     "open_store",
     "read_bytes",
     "restore_object",
-    "validate_key",
-    "validate_prefix",
     "write_bytes",
 ]

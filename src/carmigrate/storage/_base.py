@@ -239,7 +239,7 @@ class Store(Protocol):
     """One place where objects live: a folder, a bucket prefix, a memory dict.
 
     Keys are ``/``-separated relative paths (see
-    [validate_key][carmigrate.storage.validate_key]); every method raises
+    [validate_key][carmigrate.storage.lowlevel.validate_key]); every method raises
     ``InvalidKey`` for a key the store cannot accept, before doing anything.
     Vendor errors never escape: every failure is a
     [StorageError][carmigrate.errors.StorageError] whose ``transient``

@@ -36,13 +36,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from carmigrate.car import (
     INDEX_SORTED,
     MULTIHASH_INDEX_SORTED,
-    PRAGMA,
     Block,
     CarBlockReader,
     CarV2Header,
     CarWriter,
 )
-from carmigrate.cid import CID, CODECS, HASHES, Multihash, encode_varint
+from carmigrate.car.lowlevel import PRAGMA
+from carmigrate.cid import CID, CODECS, HASHES, Multihash
+from carmigrate.cid.lowlevel import encode_varint
 from carmigrate.errors import (
     BlockHashMismatch,
     CarFormatError,
