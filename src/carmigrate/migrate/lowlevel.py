@@ -30,11 +30,11 @@ from carmigrate.migrate._schema import (
 )
 
 __all__ = [
-    "SCHEMA_VERSION",
     "Column",
     "ColumnKind",
     "FlatColumn",
     "Record",
+    "SCHEMA_VERSION",
     "column",
     "flat_columns",
     "outcome_fields",

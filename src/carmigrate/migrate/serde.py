@@ -61,9 +61,9 @@ __all__ = [
     "line_head",
     "line_tail",
     "plan_id",
-    "upgrade_item_v1",
     "structure",
     "unstructure",
+    "upgrade_item_v1",
 ]
 
 T = TypeVar("T")
