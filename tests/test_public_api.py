@@ -179,19 +179,7 @@ SAME_NAME_DIFFERENT_OBJECTS: dict[str, str] = {}
 # (by exporting a name, moving it to a `lowlevel` module, or moving it to
 # PACKAGE_INTERNAL above with a reason). Do not add other packages here.
 # ------------------------------------------------------------------------------
-PENDING_INTERNAL: dict[str, frozenset[str]] = {
-    "carmigrate.recipes._rounds": frozenset(
-        {
-            "RecipeJournal",
-            "RoundPlan",
-            "atomic_write",
-            "failure_reason",
-            "plan_paths",
-            "run_round",
-            "stores_by_url",
-        }
-    ),
-}
+PENDING_INTERNAL: dict[str, frozenset[str]] = {}
 # __all__ in ruff's isort-style order (constants first), not sorted()
 PENDING_UNSORTED: frozenset[str] = frozenset()
 # exported names with no `::: name` directive on a reference page yet

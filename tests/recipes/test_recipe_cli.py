@@ -48,8 +48,9 @@ def test_w3up_legacy_dry_run_run_and_backfill(tmp_path, capsys, monkeypatch) -> 
 
     assert main(_w3up(tmp_path, listing, "--dry-run")) == 0
     out = capsys.readouterr().out
-    assert "Dry run of round 1" in out
-    assert "| plan | source |" in out
+    assert "# w3up-legacy (dry run)" in out
+    assert "- round: 1" in out
+    assert "- plan 0 from " in out
     assert not (tmp_path / "work").exists()
 
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(ds.listing)))
@@ -58,7 +59,7 @@ def test_w3up_legacy_dry_run_run_and_backfill(tmp_path, capsys, monkeypatch) -> 
     )
     data = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert data["uploads"] == {"total": 8, "complete": 5, "failed": 3, "pending": 0}
+    assert data["units"] == {"complete": 5, "failed": 3}
     assert len(data["failures"]) == 3
     assert (tmp_path / "work" / "records.jsonl").exists()
 
@@ -78,12 +79,13 @@ def test_w3up_legacy_dry_run_run_and_backfill(tmp_path, capsys, monkeypatch) -> 
         "0",
     ]
     assert main([*backfill, "--dry-run"]) == 0
-    assert "Dry run: 10 PieceCIDs from ledgers" in capsys.readouterr().out
+    assert "- from_ledgers: 10" in capsys.readouterr().out
     assert main([*backfill, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["offered"] == 10
-    assert result["scanned"] == 0
-    assert len(result["manifests"]) == len(result["aggregates"]) >= 1
+    outputs = result["outputs"]
+    assert outputs["offered"] == 10
+    assert result["plans"] == []  # nothing scanned
+    assert len(outputs["manifests"]) == len(outputs["aggregates"]) >= 1
 
     report = [
         "recipe",

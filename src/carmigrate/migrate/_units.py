@@ -422,6 +422,21 @@ class UnitsMixin:
         if cur.rowcount != 1:
             raise PlanError(f"the work ledger has no unit {name!r}")
 
+    def set_unit_data(self, data: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the data of units, by name (verdicts and members are kept; one transaction).
+
+        Raises:
+            PlanError: No unit of one of the names (nothing is changed).
+        """
+        self._writable()
+        with self._tx() as db:
+            for name, value in data.items():
+                cur = db.execute(
+                    "UPDATE units SET data = ? WHERE name = ?", (_json(value), name)
+                )
+                if cur.rowcount != 1:
+                    raise PlanError(f"the work ledger has no unit {name!r}")
+
     def judge_units(self) -> dict[Verdict, int]:
         """Set every unit's verdict from its members' latest states (one transaction).
 
@@ -473,10 +488,23 @@ class UnitsMixin:
         Returns:
             Members recorded.
         """
+        return self.record_items(n, round_ledger.items())
+
+    def record_items(self, n: int | None, records: Iterable[ItemRecord]) -> int:
+        """Copy the outcome of item records (of any ledger) to their members.
+
+        As [record_members][carmigrate.migrate.Ledger.record_members], for
+        records a recipe took from elsewhere (a migration ledger's verified
+        items: nothing is read again); ``n`` is ``None`` when they come from
+        no round. One transaction.
+
+        Returns:
+            Members recorded.
+        """
         self._writable()
         now = time.time()
         rows = []
-        for rec in round_ledger.items():
+        for rec in records:
             if rec.item.action is Action.EXTRA:
                 continue
             state, reason = member_of(rec)

@@ -26,6 +26,7 @@ has it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import sqlite3
@@ -117,8 +118,10 @@ def option(
 ) -> Any:
     """A field of a recipe's options, with its help text and command-line form.
 
-    A ``bool`` field with a default of ``False`` becomes a switch; a field
-    without a default is required. See [CliOption][carmigrate.recipes.CliOption].
+    A ``bool`` field with a default of ``False`` becomes a switch; one with
+    a default of ``True``, a switch that turns it off (give it a flag such as
+    ``--no-build``); a field without a default is required. See
+    [CliOption][carmigrate.recipes.CliOption].
 
     Args:
         help: One line for ``--help``.
@@ -200,6 +203,8 @@ class RecipeContext:
             the work ledger.
         round: The number of the round being planned or run.
         limits: The engine's limits for every plan of the run.
+        notes: Plain data ``make_plans`` leaves for ``finish`` in the same
+            run (counts for the report); empty when an open round is resumed.
     """
 
     def __init__(
@@ -219,6 +224,7 @@ class RecipeContext:
         self.dry_run = dry_run
         self.limits = limits
         self.round = 0
+        self.notes: dict[str, Any] = {}
         self._options = dict(store_options or {})
         self._stores: dict[str, Store] = {redact_url(s.url): s for s in stores}
         self._opened: list[Store] = []
@@ -287,6 +293,8 @@ class RecipeResult:
             open: nothing was left out.
         outputs: What the recipe's finish returned (paths written, counts).
         unit_label: What the recipe calls its units.
+        failures: The first failed units (up to 20, by name), each with
+            its reasons.
     """
 
     recipe: str
@@ -300,6 +308,7 @@ class RecipeResult:
     complete: bool
     outputs: Mapping[str, Any] = attrs.field(factory=dict)
     unit_label: str = "units"
+    failures: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def failed(self) -> int:
@@ -327,6 +336,7 @@ class RecipeResult:
             "missing": self.missing,
             "complete": self.complete,
             "outputs": dict(self.outputs),
+            "failures": [{"unit": n, "reasons": list(r)} for n, r in self.failures],
         }
 
     def to_markdown(self) -> str:
@@ -341,11 +351,19 @@ class RecipeResult:
             + ", ".join(f"{n} {v}" for v, n in sorted(self.units.items()))
             if self.units
             else f"- {label}: none",
+            *(
+                f"- plan {k} from {p.source}: {p.items} items, {p.bytes} bytes "
+                f"({p.transfer_items} to copy, {p.compare_items} to compare)"
+                for k, p in enumerate(self.plans)
+            ),
             f"- missing members: {self.missing}",
             f"- complete: {'yes' if self.complete else 'no'}",
         ]
         for k, v in sorted(self.outputs.items()):
             lines.append(f"- {k}: {v}")
+        if self.failures:
+            lines += ["", f"Failed {label}:", ""]
+            lines += [f"- {n}: {'; '.join(r)}" for n, r in self.failures]
         return "\n".join(lines) + "\n"
 
 
@@ -559,6 +577,10 @@ def _run(
         complete=complete,
         outputs=outputs,
         unit_label=recipe.unit_label,
+        failures=tuple(
+            (u.name, u.reasons)
+            for u in itertools.islice(ledger.units(verdict=Verdict.FAILED), 20)
+        ),
     )
 
 
