@@ -144,7 +144,12 @@ def run_rclone(src: Path, dst: Path, transfers: int) -> float:
 
 
 def run_carmigrate(
-    src: Path, dst: Path, transfers: int, commp: bool, fsync: bool
+    src: Path,
+    dst: Path,
+    transfers: int,
+    commp: bool,
+    fsync: bool,
+    digests: bool = False,
 ) -> tuple[float, float, dict[str, int]]:
     """Plan and execute in this process; returns (total s, plan s, states)."""
     from carmigrate.migrate import (
@@ -160,7 +165,11 @@ def run_carmigrate(
     checks = [Check.SIZE, Check.SHA256, Check.CAR]
     if commp:
         checks.append(Check.COMMP)
-    policy = VerificationPolicy(checks=checks)
+    policy = (
+        VerificationPolicy(checks=checks, record=["sha512", "adler32"])
+        if digests
+        else VerificationPolicy(checks=checks)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         # read once, as the CLI does: pages dropped from the cache once read
@@ -183,16 +192,25 @@ def run_carmigrate(
 
 def child(argv: list[str]) -> None:
     """Run one carmigrate measurement in a fresh process; print JSON."""
-    src, dst, transfers, commp, fsync = argv
+    src, dst, transfers, commp, fsync, digests = argv
     elapsed, t_plan, states = run_carmigrate(
-        Path(src), Path(dst), int(transfers), commp == "1", fsync == "1"
+        Path(src), Path(dst), int(transfers), commp == "1", fsync == "1", digests == "1"
     )
     print(json.dumps({"seconds": elapsed, "plan": t_plan, "states": states}))
 
 
 def measure_carmigrate(
-    src: Path, dst: Path, transfers: int, commp: bool, fsync: bool
+    src: Path,
+    dst: Path,
+    transfers: int,
+    commp: bool,
+    fsync: bool,
+    digests: bool = False,
+    pythonpath: str | None = None,
 ) -> tuple[float, float]:
+    env = dict(os.environ)
+    if pythonpath is not None:  # another version of carmigrate, for before/after
+        env["PYTHONPATH"] = pythonpath
     out = subprocess.run(
         [
             sys.executable,
@@ -203,16 +221,42 @@ def measure_carmigrate(
             str(transfers),
             "1" if commp else "0",
             "1" if fsync else "0",
+            "1" if digests else "0",
         ],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     data = json.loads(out.stdout)
     count = len(list(src.glob("*.car")))
     if data["states"] != {"verified": count}:
         raise SystemExit(f"carmigrate did not verify everything: {data['states']}")
     return data["seconds"], data["plan"]
+
+
+_HASHED: dict[Path, float] = {}
+
+
+def hash_seconds(src: Path) -> float:
+    """Seconds SHA-512 and Adler-32 take over every CAR of ``src``, read from memory."""
+    if src not in _HASHED:
+        import hashlib
+        import zlib
+
+        best = float("inf")
+        files = sorted(src.glob("*.car"))
+        for _ in range(2):
+            spent = 0.0
+            for f in files:
+                data = f.read_bytes()
+                t0 = time.perf_counter()
+                hashlib.sha512(data).hexdigest()
+                zlib.adler32(data)
+                spent += time.perf_counter() - t0
+            best = min(best, spent)
+        _HASHED[src] = best
+    return _HASHED[src]
 
 
 def check_copy(src: Path, dst: Path) -> None:
@@ -235,6 +279,18 @@ def main() -> None:
     parser.add_argument(
         "--fsync", action="store_true", help="also time carmigrate with fsync on"
     )
+    parser.add_argument(
+        "--before",
+        metavar="PATH",
+        help="also time another carmigrate (installed at PATH, put on PYTHONPATH), "
+        "for before/after tables in one run",
+    )
+    parser.add_argument(
+        "--digests",
+        action="store_true",
+        help="also time carmigrate recording sha512 and adler32, against the "
+        "time those two take alone over the same bytes",
+    )
     args = parser.parse_args()
     if shutil.which("rclone") is None:
         raise SystemExit("rclone is not installed (make system-deps)")
@@ -255,12 +311,36 @@ def main() -> None:
         f"{IMPLEMENTATION}, rclone {version}, concurrency {args.transfers}, best of "
         f"{repeat}. The machine may be shared: numbers are noisy.\n"
     )
-    tools: list[tuple[str, bool, bool]] = [
-        ("carmigrate: size + sha256 + every CAR block", False, False),
-        ("carmigrate: the same + commP", True, False),
+    # (label, commP, fsync, sha512 + adler32 recorded, PYTHONPATH)
+    tools: list[tuple[str, bool, bool, bool, str | None]] = [
+        ("carmigrate: size + sha256 + every CAR block", False, False, False, None),
+        ("carmigrate: the same + commP", True, False, False, None),
     ]
+    if args.digests:
+        tools.append(
+            (
+                "carmigrate: size + sha256 + every block, + sha512 + adler32",
+                False,
+                False,
+                True,
+                None,
+            )
+        )
+    if args.before:
+        tools += [
+            (
+                "before: size + sha256 + every CAR block",
+                False,
+                False,
+                False,
+                args.before,
+            ),
+            ("before: the same + commP", True, False, False, args.before),
+        ]
     if args.fsync:
-        tools.append(("carmigrate: the same + commP, fsync on", True, True))
+        tools.append(
+            ("carmigrate: the same + commP, fsync on", True, True, False, None)
+        )
     rows = []
     for name, count, size in sets:
         src = dataset(name, count, size)
@@ -270,8 +350,11 @@ def main() -> None:
         plans: dict[str, float] = {}
         # rclone's time over the tool's, round by round: the machine drifts
         # between rounds, less within one
-        paired: dict[str, list[float]] = {label: [] for label, _, _ in tools}
-        entries: list[tuple[str, bool, bool] | None] = [None, *tools]  # None: rclone
+        paired: dict[str, list[float]] = {t[0]: [] for t in tools}
+        entries: list[tuple[str, bool, bool, bool, str | None] | None] = [
+            None,
+            *tools,
+        ]  # None: rclone
         for round_no in range(repeat):
             # each round starts with a different tool, so that no tool always
             # runs first or last (a run can leave memory in a state that
@@ -286,14 +369,16 @@ def main() -> None:
                     times["rclone"] = t
                     best["rclone"] = min(best.get("rclone", t), t)
                     continue
-                label, commp, fsync = entry
-                t, t_plan = measure_carmigrate(src, dst, args.transfers, commp, fsync)
+                label, commp, fsync, digests, pythonpath = entry
+                t, t_plan = measure_carmigrate(
+                    src, dst, args.transfers, commp, fsync, digests, pythonpath
+                )
                 check_copy(src, dst)
                 times[label] = t
                 if t < best.get(label, float("inf")):
                     best[label] = t
                     plans[label] = t_plan
-            for label, _, _ in tools:
+            for label, *_ in tools:
                 paired[label].append(times["rclone"] / times[label])
         fresh(dst)
         what = f"{count} x {size // MIB} MiB"
@@ -308,7 +393,18 @@ def main() -> None:
                 "",
             )
         )
-        for label, _, _ in tools:
+        if args.digests:
+            rows.append(
+                (
+                    what,
+                    "sha512 + adler32 alone over the same bytes, one core (hashlib, zlib)",
+                    hash_seconds(src),
+                    nbytes / hash_seconds(src),
+                    None,
+                    "",
+                )
+            )
+        for label, *_ in tools:
             rate = nbytes / best[label]
             rows.append(
                 (
@@ -323,7 +419,10 @@ def main() -> None:
     print("| data | tool | best s | MB/s | x rclone (best) | x rclone per round |")
     print("|---|---|---:|---:|---:|---:|")
     for what, label, seconds, rate, ratio, rounds in rows:
-        r = "1.00" if ratio is None else f"{ratio:.2f}"
+        if ratio is not None:
+            r = f"{ratio:.2f}"
+        else:
+            r = "1.00" if label.startswith("rclone") else "-"
         print(
             f"| {what} | {label} | {seconds:.2f} | {rate / 1e6:.0f} | {r} | {rounds} |"
         )

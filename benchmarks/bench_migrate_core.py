@@ -226,16 +226,61 @@ def child_execute(count: int, size: int) -> dict[str, float]:
     }
 
 
-def _run_child(*args: str) -> dict[str, float]:
+def _run_child(*args: str, pythonpath: str | None = None) -> dict[str, float]:
+    env = dict(os.environ)
+    if pythonpath is not None:  # another version of carmigrate, for before/after
+        env["PYTHONPATH"] = pythonpath
     out = subprocess.run(
         [sys.executable, __file__, CHILD, *args],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if out.returncode != 0:
         raise SystemExit(f"child {args} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _compare(args: argparse.Namespace) -> None:
+    """plan/diff, this carmigrate against another, round by round."""
+    n = args.items or (200_000 if args.quick else 10_000_000)
+    nu = args.unsorted_items or (100_000 if args.quick else 1_000_000)
+    print(
+        f"plan/diff before (PYTHONPATH={args.before}) and after, best of "
+        f"{args.repeat} paired rounds, each round starting with the other version.\n"
+    )
+    print(
+        "| plan/diff | version | best wall s | best CPU s | peak RSS | after / before per round (wall) |"
+    )
+    print("|---|---|---:|---:|---:|---:|")
+    for count, scrambled, what in ((n, "0", "sorted"), (nu, "1", "unsorted")):
+        best: dict[str, dict[str, float]] = {}
+        ratios: list[float] = []
+        for round_no in range(args.repeat):
+            order = ["before", "after"] if round_no % 2 == 0 else ["after", "before"]
+            times = {}
+            for version in order:
+                r = _run_child(
+                    "plan",
+                    str(count),
+                    scrambled,
+                    pythonpath=args.before if version == "before" else None,
+                )
+                times[version] = r["seconds"]
+                old = best.get(version)
+                if old is None or r["seconds"] < old["seconds"]:
+                    best[version] = r
+            ratios.append(times["after"] / times["before"])
+        for version in ("before", "after"):
+            r = best[version]
+            rounds = (
+                f"{min(ratios):.2f}-{max(ratios):.2f}" if version == "after" else ""
+            )
+            print(
+                f"| {count:,} {what} | {version} | {r['seconds']:.1f} | {r['cpu']:.1f} | "
+                f"{r['rss_mib']:.0f} MiB | {rounds} |"
+            )
 
 
 def main() -> None:
@@ -263,7 +308,17 @@ def main() -> None:
         help="entries for the external-sort run",
     )
     parser.add_argument("--ledger-items", type=int, default=None)
+    parser.add_argument(
+        "--before",
+        metavar="PATH",
+        help="only compare plan/diff with another carmigrate installed at PATH "
+        "(on PYTHONPATH), in paired rounds with rotated order",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="rounds with --before")
     args = parser.parse_args()
+    if args.before:
+        _compare(args)
+        return
     n = args.items or (200_000 if args.quick else 10_000_000)
     nu = args.unsorted_items or (100_000 if args.quick else 10_000_000)
     nl = args.ledger_items or (20_000 if args.quick else 1_000_000)
