@@ -53,16 +53,17 @@ def _listings(n: int, scrambled: bool):
 
     md5s: list = [f"{i:032x}" for i in range(1024)]
     make = tuple.__new__  # ListingEntry without its Python-level __new__
-    if "digests" in ListingEntry._fields:
-        # digests as one mapping per entry, in the tuple's digests place
-        # (key, size, etag, digests, cold); the md5 place of the older shape
-        # carries the map and its sha256 place is dropped below
-        from carmigrate.digests import DigestMap
-
-        md5s = [DigestMap({"md5": m}) for m in md5s]
+    digest_map = "digests" in ListingEntry._fields
+    if digest_map:
+        # this version's shape: (key, size, etag, digests, cold), a fresh
+        # mapping per entry as ListingEntry.from_info makes it (the md5 place
+        # of the older shape carries it, its sha256 place is dropped)
         rest: tuple = (False,)
     else:
         rest = (None, False)
+
+    def d(i: int):
+        return {"md5": md5s[i & 1023]} if digest_map else md5s[i & 1023]
 
     def key(i: int) -> str:
         return f"u{i // 1000:05d}/f{i:09d}.bin"
@@ -72,7 +73,7 @@ def _listings(n: int, scrambled: bool):
             for i in _scrambled(n):
                 yield make(
                     ListingEntry,
-                    (key(i), 1000 + (i & 1023), f"e{i}", md5s[i & 1023], *rest),
+                    (key(i), 1000 + (i & 1023), f"e{i}", d(i), *rest),
                 )
             return
         # in key order: format the user part once per thousand keys
@@ -85,7 +86,7 @@ def _listings(n: int, scrambled: bool):
                         pre + f"{i:09d}.bin",
                         1000 + (i & 1023),
                         f"e{i}",
-                        md5s[i & 1023],
+                        d(i),
                         *rest,
                     ),
                 )
@@ -98,7 +99,7 @@ def _listings(n: int, scrambled: bool):
             if r < 40:  # equal by md5 -> SKIP
                 yield make(
                     ListingEntry,
-                    (key(i), 1000 + (i & 1023), None, md5s[i & 1023], *rest),
+                    (key(i), 1000 + (i & 1023), None, d(i), *rest),
                 )
             elif r < 45:  # different size -> CONFLICT
                 yield make(ListingEntry, (key(i), 7, None, None, *rest))

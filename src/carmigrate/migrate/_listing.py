@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from operator import itemgetter
 from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
-from carmigrate.digests import DigestMap, clean_digests
+from carmigrate.digests import clean_digests
 from carmigrate.errors import PlanError
 
 if TYPE_CHECKING:
@@ -43,12 +43,15 @@ _first: Final = itemgetter(0)
 T = TypeVar("T", bound=tuple[Any, ...])
 
 
-def _vouched(digests: Mapping[str, str | None] | None) -> DigestMap | None:
-    """The well-formed digests of untrusted input, or ``None`` when there are none."""
+def _vouched(digests: Mapping[str, str | None] | None) -> dict[str, str] | None:
+    """The well-formed digests of untrusted input, or ``None`` when there are none.
+
+    A plain ``dict`` in canonical form: millions of entries may be pickled
+    through the external sort, and a dict pickles at C speed.
+    """
     if not digests:
         return None
-    clean = clean_digests(digests)
-    return DigestMap._trusted(clean) if clean else None
+    return clean_digests(digests) or None
 
 
 class ListingEntry(NamedTuple):
@@ -65,7 +68,9 @@ class ListingEntry(NamedTuple):
         size: Its size in bytes.
         etag: The backend's ETag (opaque: never taken for an MD5).
         digests: Whole-object digests the source vouches for, by registry
-            name ([carmigrate.digests][]) as lowercase hex, or ``None``.
+            name ([carmigrate.digests][]) as lowercase hex, or ``None``;
+            in canonical form (names sorted) when made by ``from_info`` or
+            ``checked``, which an entry built by hand must match.
         cold: The object must be restored from a cold tier before reading.
     """
 

@@ -247,9 +247,10 @@ class VerificationPolicy:
 
     Every digest is computed in the one read of the object. A digest named
     in ``checks`` is computed when it has something to be compared with (the
-    source vouches for it, or it was recorded earlier); a digest named in
-    ``record`` is computed and recorded for every object; SHA-256 is always
-    computed and recorded (rollback and the content checks need it).
+    source vouches for it, or it was recorded earlier) and for every CAR
+    (deal manifests list a CAR's MD5); a digest named in ``record`` is
+    computed and recorded for every object; SHA-256 is always computed and
+    recorded (rollback and the content checks need it).
 
     Attributes:
         checks: The checks to run: ``"size"``, ``"car"``, ``"commp"`` and any
@@ -259,8 +260,6 @@ class VerificationPolicy:
         record: Digests to compute and record for every object even when
             nothing vouches for them (for a manifest to be written later:
             BagIt ``sha512``, ownCloud's ``adler32``).
-        car_record: Digests recorded for every CAR (deal manifests list a
-            CAR's MD5).
         car_pattern: Regular expression searched in the source key; matching
             items are treated as CARs (block check, commP).
         key_cids: If the last segment of a key, without extension, is a
@@ -277,7 +276,6 @@ class VerificationPolicy:
         converter=_sorted_checks,
     )
     record: tuple[str, ...] = attrs.field(default=(), converter=_digest_names)
-    car_record: tuple[str, ...] = attrs.field(default=("md5",), converter=_digest_names)
     car_pattern: str = attrs.field(default=r"(?i)\.car$", validator=_valid_regex)
     key_cids: bool = True
 

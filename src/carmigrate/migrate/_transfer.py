@@ -560,7 +560,9 @@ class _Worker:
         # what every read computes (truths() adds what can be compared)
         always = set(self.policy.record) | set(task.written_digests)
         if self.is_car:
-            always |= set(self.policy.car_record)
+            # a CAR gets every digest the policy names (deal manifests list
+            # a CAR's MD5)
+            always |= set(self.policy.digests)
         self.always_digests = frozenset(always)
         self.digest_names: frozenset[str] = self.always_digests
 

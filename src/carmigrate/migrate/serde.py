@@ -118,7 +118,6 @@ converter.register_unstructure_hook(
         VerificationPolicy,
         converter,
         record=override(omit_if_default=True),
-        car_record=override(omit_if_default=True),
     ),
 )
 
