@@ -125,3 +125,24 @@ def test_diff_checks_order() -> None:
         list(diff([ListingEntry("b", 1), ListingEntry("a", 1)], []))
     with pytest.raises(PlanError, match="destination listing"):
         list(diff([], [ListingEntry("b", 1), ListingEntry("b", 1)]))
+
+
+def test_compare_takes_digests_as_their_canonical_json() -> None:
+    """The planner's external sort carries digests as JSON text: same decisions."""
+    from carmigrate.migrate._schema import digests_json
+
+    pairs = [
+        ({"md5": "a" * 32}, {"md5": "a" * 32}),
+        ({"md5": "a" * 32}, {"md5": "b" * 32}),
+        ({"md5": "a" * 32, "sha256": "a" * 64}, {"md5": "a" * 32, "sha256": "a" * 64}),
+        ({"md5": "a" * 32, "sha256": "a" * 64}, {"md5": "a" * 32, "sha256": "c" * 64}),
+        ({"md5": "a" * 32}, {"sha256": "a" * 64}),
+    ]
+    for s, d in pairs:
+        want = compare(ListingEntry("k", 1, None, s), ListingEntry("k", 1, None, d))
+        for a, b in (
+            (digests_json(s), digests_json(d)),
+            (digests_json(s), d),
+            (s, digests_json(d)),
+        ):
+            assert compare(("k", 1, None, a, False), ("k", 1, None, b, False)) == want

@@ -90,6 +90,9 @@ def test_item_line_is_canonical_json_of_the_converter(item: PlanItem) -> None:
     assert line == serde.canonical_json(serde.unstructure(item))
     assert fast == line
     assert pieced == line
+    # a listing's plain dict of digests (one, or several) encodes the same
+    plain = lines.full(*[dict(v) if k == "digests" else v for k, v in values.items()])
+    assert plain == line
     assert line.isascii()
     assert serde.decode_item(line) == item
 
@@ -386,3 +389,33 @@ def test_from_items_builds_a_consistent_header() -> None:
     )
 
     assert again == p
+
+
+def test_unsorted_listings_keep_their_digests_through_the_sort(tmp_path) -> None:
+    """Digests ride the external sort (as JSON text) and come out the same,
+    in memory and in the plan file, and the diff still decides on them."""
+    md5 = {f"k{i}": f"{i:032x}" for i in range(50)}
+    src = [
+        ListingEntry.checked(
+            f"k{i}", 10, digests={"md5": md5[f"k{i}"], "adler32": f"{i:08x}"}
+        )
+        for i in reversed(range(50))
+    ]
+    dst = [
+        ListingEntry.checked(f"k{i}", 10, digests={"md5": md5[f"k{i}"]})
+        for i in range(0, 50, 2)
+    ]
+    for path in (None, tmp_path / "p.jsonl"):
+        p = plan(
+            "memory://s",
+            "memory://d",
+            source_listing=src,
+            destination_listing=dst,
+            run_size=7,
+            path=path,
+        )
+        items = {i.key: i for i in p.items()}
+        assert items["k3"].digests == {"adler32": f"{3:08x}", "md5": md5["k3"]}
+        assert items["k3"].action is Action.COPY
+        assert items["k4"].action is Action.SKIP
+        assert items["k4"].reason == "same size and md5"

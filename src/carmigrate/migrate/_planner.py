@@ -9,7 +9,9 @@ as it goes, so memory stays bounded however many objects there are.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
+import json
 import os
 import queue
 import tempfile
@@ -45,6 +47,7 @@ from carmigrate.migrate._model import (
     VerificationPolicy,
 )
 from carmigrate.migrate._plan import _WRITE_BATCH, Plan, _totals, redact_url
+from carmigrate.migrate._schema import digests_json
 
 if TYPE_CHECKING:
     from carmigrate.storage import ObjectInfo, Store
@@ -151,6 +154,63 @@ def plan(
             rule cannot derive an id. Nothing is written to ``path``.
         StorageError: Listing a store failed.
     """
+    with _no_cyclic_gc():
+        return _plan(
+            source,
+            destination,
+            prefix=prefix,
+            stages=stages,
+            cohorts=cohorts,
+            verification=verification,
+            transfer=transfer,
+            limits=limits,
+            ids=ids,
+            path=path,
+            source_listing=source_listing,
+            destination_listing=destination_listing,
+            presorted=presorted,
+            run_size=run_size,
+            temp_dir=temp_dir,
+        )
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while planning (restored after).
+
+    A plan allocates tens of millions of short-lived tuples, and entries that
+    carry a digests dict stay tracked by the collector, whose full passes
+    then walk every entry held in a sort run: measured 1M unsorted entries,
+    4.3 s with the collector and 3.0 s without. Planning makes no reference
+    cycles worth collecting; reference counting frees everything as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _plan(
+    source: Store | str,
+    destination: Store | str,
+    *,
+    prefix: str,
+    stages: Sequence[Stage],
+    cohorts: CohortRule | None,
+    verification: VerificationPolicy | None,
+    transfer: TransferPolicy | None,
+    limits: Limits | None,
+    ids: IdRule | None,
+    path: str | os.PathLike[str] | None,
+    source_listing: Iterable[ObjectInfo | ListingEntry] | None,
+    destination_listing: Iterable[ObjectInfo | ListingEntry] | None,
+    presorted: bool,
+    run_size: int,
+    temp_dir: str | os.PathLike[str] | None,
+) -> Plan:
     cohorts = cohorts or CohortRule()
     verification = verification or VerificationPolicy()
     transfer = transfer or TransferPolicy()
@@ -176,13 +236,17 @@ def plan(
     ) -> Iterator[ListingEntry]:
         if given is None:
             assert not isinstance(store, str)
-            return iter_sorted_listing(store, pfx, run_size=run_size, temp_dir=temp_dir)
-        entries = _entries_of(given, pfx)
-        if presorted:
-            return entries  # _build checks the order
-        # plain tuples out of the sort (no rebuilding of entries); _build
-        # checks the order, which also catches repeated keys
-        return external_sort(entries, run_size=run_size, temp_dir=temp_dir)  # type: ignore[return-value]
+            if store.capabilities.sorted_listing:
+                return iter_sorted_listing(store, pfx)  # streams, order checked
+            entries = to_entries(store.list(pfx))
+        else:
+            entries = _entries_of(given, pfx)
+            if presorted:
+                return entries  # _build checks the order
+        # plain tuples out of the sort (no rebuilding of entries), digests as
+        # their canonical JSON (see _packed); _build checks the order, which
+        # also catches repeated keys
+        return external_sort(_packed(entries), run_size=run_size, temp_dir=temp_dir)  # type: ignore[return-value]
 
     src = listing(source, source_listing, prefix, "the source listing")
     dst = listing(
@@ -324,6 +388,19 @@ def _entries_of(
     if prefix:
         entries = (e for e in entries if e[0].startswith(prefix))
     return entries
+
+
+def _packed(entries: Iterable[ListingEntry]) -> Iterator[tuple[Any, ...]]:
+    """Entries for the external sort, their digests as canonical JSON text.
+
+    A str pickles and unpickles several times faster than a dict, and keeps
+    a run's tuples untracked by the cyclic collector (1M unsorted entries:
+    7.7 s with dicts); the plan line needs that text anyway, and the diff
+    reads it ([compare][carmigrate.migrate.compare] takes it too).
+    """
+    for e in entries:
+        d = e[3]
+        yield (e[0], e[1], e[2], digests_json(d) if d else None, e[4])
 
 
 def _with_ids(src: Iterator[ListingEntry], rule: IdRule) -> Iterator[tuple[Any, ...]]:
@@ -532,7 +609,9 @@ def _build(
                         action=action,
                         stage=stage,
                         cohort=cohort,
-                        digests=digests,
+                        digests=json.loads(digests)
+                        if type(digests) is str
+                        else digests,
                         etag=etag,
                         cold=cold,
                         destination_size=dsize,

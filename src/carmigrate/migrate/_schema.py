@@ -397,7 +397,19 @@ def make_line_encoder(cls: type) -> LineEncoder:
             cond = a
         else:
             cond = f"{a} is not None"
-        if cond is None:
+        if k is ColumnKind.DIGESTS:
+            # one digest in a plain dict (a listing's entry): no call at all
+            pieces.append(
+                f"    if {a}:\n"
+                f"        if type({a}) is str:\n"
+                f"            out += {key!r} + {a}\n"
+                f"        elif type({a}) is dict and len({a}) == 1:\n"
+                f"            ((_k, _v),) = {a}.items()\n"
+                f"            out += {key!r} + '{{\"' + _k + '\":\"' + _v + '\"}}'\n"
+                f"        else:\n"
+                f"            out += {piece}"
+            )
+        elif cond is None:
             pieces.append(f"    out += {piece}")
         else:
             pieces.append(f"    if {cond}:\n        out += {piece}")
