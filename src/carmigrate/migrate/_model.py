@@ -591,8 +591,25 @@ _TEXT_NN: Final = "TEXT NOT NULL"
 _INT_NN: Final = "INTEGER NOT NULL"
 
 
+class _CommonDigests:
+    """``md5`` and ``sha256`` read from ``digests``, for code written before digests."""
+
+    __slots__ = ()
+    digests: Mapping[str, str]
+
+    @property
+    def md5(self) -> str | None:
+        """``digests["md5"]``, if there is one."""
+        return self.digests.get("md5")
+
+    @property
+    def sha256(self) -> str | None:
+        """``digests["sha256"]``, if there is one."""
+        return self.digests.get("sha256")
+
+
 @attrs.frozen(kw_only=True)
-class PlanItem:
+class PlanItem(_CommonDigests):
     """One line of a plan: what happens to one key.
 
     This class is the declaration of an item's planned fields: the plan
@@ -648,19 +665,10 @@ class PlanItem:
         """The key the item is reported under: the source key, or the destination key for ``EXTRA``."""
         return self.destination_key if self.source_key is None else self.source_key
 
-    @property
-    def md5(self) -> str | None:
-        """``digests["md5"]``, if the source vouched for one."""
-        return self.digests.get("md5")
-
-    @property
-    def sha256(self) -> str | None:
-        """``digests["sha256"]``, if the source vouched for one."""
-        return self.digests.get("sha256")
 
 
 @attrs.frozen(kw_only=True)
-class ItemOutcome:
+class ItemOutcome(_CommonDigests):
     """What happened to one item: the outcome fields, declared once.
 
     A worker reports these for each item it handled; the ledger keeps them
@@ -761,15 +769,6 @@ class ItemOutcome:
         record=Record.ON_SUCCESS,
     )
 
-    @property
-    def md5(self) -> str | None:
-        """``digests["md5"]``, if it was computed."""
-        return self.digests.get("md5")
-
-    @property
-    def sha256(self) -> str | None:
-        """``digests["sha256"]``, if it was computed."""
-        return self.digests.get("sha256")
 
 
 @attrs.frozen(kw_only=True)

@@ -214,12 +214,10 @@ class Plan:
         """Counts by action and stage, bytes, and an estimate of the cost.
 
         Computed from the header alone (no pass over the items). Requests
-        count one source ``stat``, one read and one write per copied item
-        (plus a part per ``part_size`` bytes beyond the first), and a
-        ``stat`` and a read on each side per compared item. The duration is
-        the largest of the limits' bounds (items/s, bytes/s) and the assumed
-        throughput and request latency divided by the concurrency; ``None``
-        when none of these bounds it.
+        count a source ``stat``, a read and a write per copied item (plus a
+        part per ``part_size`` bytes beyond the first), and a ``stat`` and a
+        read on each side per compared item; the duration is the largest of
+        the bounds the limits and the assumptions give, ``None`` if none.
 
         Args:
             assumed_bytes_per_second: Throughput to assume for the stores.
