@@ -666,7 +666,6 @@ class PlanItem(_CommonDigests):
         return self.destination_key if self.source_key is None else self.source_key
 
 
-
 @attrs.frozen(kw_only=True)
 class ItemOutcome(_CommonDigests):
     """What happened to one item: the outcome fields, declared once.
@@ -768,7 +767,6 @@ class ItemOutcome(_CommonDigests):
         default=False,
         record=Record.ON_SUCCESS,
     )
-
 
 
 @attrs.frozen(kw_only=True)
