@@ -123,8 +123,7 @@ class BackfillOptions:
         AggregateError: The packing rules are not valid.
     """
 
-    # option() makes an attrs field (RUF009 does not know it)
-    queue: AggregateQueue | str = option(  # noqa: RUF009
+    queue: AggregateQueue | str = option(
         "the aggregate queue (SQLite file)", metavar="DB"
     )
     ledgers: tuple[str, ...] = option(
@@ -138,7 +137,7 @@ class BackfillOptions:
     w3up_work: str | None = option(
         "take the ledgers of a w3up-legacy work folder", metavar="DIR", default=None
     )
-    bucket: Store | str | None = option(  # noqa: RUF009
+    bucket: Store | str | None = option(
         "a bucket whose CARs to scan", metavar="URL", default=None
     )
     prefix: str = option(

@@ -134,19 +134,26 @@ class W3upLegacyOptions:
         PlanError: A layout without ``{cid}`` or with other fields.
     """
 
-    listing: Listing = option(  # noqa: RUF009 - option() makes the field
-        "the legacy listing ('-': stdin)", positional=True, metavar="LISTING",
+    listing: Listing = option(
+        "the legacy listing ('-': stdin)",
+        positional=True,
+        metavar="LISTING",
         parse=_listing_arg,
-    )  # fmt: skip
+    )
     buckets: tuple[Store | str, ...] = option(
         "a legacy bucket (repeat for several; searched in order)",
-        flag="--bucket", repeat=True, metavar="URL", converter=tuple,
-    )  # fmt: skip
-    destination: Store | str = option("the destination bucket", metavar="URL")  # noqa: RUF009 - option() makes the field
+        flag="--bucket",
+        repeat=True,
+        metavar="URL",
+        converter=tuple,
+    )
+    destination: Store | str = option("the destination bucket", metavar="URL")
     layout: str = option(
         "destination key of a shard, with {cid} for its CAR CID (default: {cid}/{cid}.car)",
-        metavar="LAYOUT", default=DEFAULT_LAYOUT, validator=_check_layout,
-    )  # fmt: skip
+        metavar="LAYOUT",
+        default=DEFAULT_LAYOUT,
+        validator=_check_layout,
+    )
     commp: bool = option(
         "also compute PieceCIDs (and MD5) in the same read, for the Filecoin backfill",
         default=False,
@@ -320,12 +327,20 @@ def _same_root(root: CID, text: str | None) -> bool:
         return False
 
 
-def _shard(link: str, key: str, m: MemberRecord | None, source: str | None = None) -> ShardOutcome:  # fmt: skip
+def _shard(
+    link: str, key: str, m: MemberRecord | None, source: str | None = None
+) -> ShardOutcome:
     """A shard's outcome from its member, in the recipe's words."""
     if m is None or m.record is None:
         status = "pending" if m is None else _SHARD.get(m.state, "pending")
         reason, rnd = (None, None) if m is None else (m.reason, m.round)
-        return ShardOutcome(link=CID.decode(link), status=status, reason=reason, destination_key=key, round=rnd)  # fmt: skip
+        return ShardOutcome(
+            link=CID.decode(link),
+            status=status,
+            reason=reason,
+            destination_key=key,
+            round=rnd,
+        )
     rec, reason = m.record, m.reason
     status = "failed" if m.state in _SHARD_FAILED else _SHARD.get(m.state, "pending")
     if status == "verified" and rec.car_check != "verified":
@@ -335,11 +350,19 @@ def _shard(link: str, key: str, m: MemberRecord | None, source: str | None = Non
     if m.state is MemberState.FAILED and rec.item.sha256 and "sha256" in str(reason):
         reason = f"not the bytes its CAR CID names: {reason}"  # it vouched for it
     return ShardOutcome(
-        link=CID.decode(link), status=status, reason=reason, size=rec.item.size,
-        source=source, source_key=rec.item.source_key, destination_key=key,
-        copied=rec.created, car_root=rec.car_root, piece_cid=rec.piece_cid,
-        piece_cid_v2=rec.piece_cid_v2, round=m.round,
-    )  # fmt: skip
+        link=CID.decode(link),
+        status=status,
+        reason=reason,
+        size=rec.item.size,
+        source=source,
+        source_key=rec.item.source_key,
+        destination_key=key,
+        copied=rec.created,
+        car_root=rec.car_root,
+        piece_cid=rec.piece_cid,
+        piece_cid_v2=rec.piece_cid_v2,
+        round=m.round,
+    )
 
 
 def _upload(u: UnitRecord, shards: Iterable[ShardOutcome]) -> UploadOutcome:
@@ -423,7 +446,9 @@ class W3upLegacyJournal:
         for rp in plans:
             if rp.ledger not in self._rounds:
                 there = os.path.exists(rp.ledger)
-                self._rounds[rp.ledger] = Ledger(rp.ledger, readonly=True) if there else None  # fmt: skip
+                self._rounds[rp.ledger] = (
+                    Ledger(rp.ledger, readonly=True) if there else None
+                )
             led = self._rounds[rp.ledger]
             if led is not None and led.find(key) is not None:
                 return _shard(link, key, m, rp.source)
@@ -448,7 +473,9 @@ class W3upLegacyJournal:
         for u in sorted(units, key=lambda u: (u.unit.data["seq"], u.name)):
             yield _upload(u, (self._shard(*p) for p in _pairs(u)))
 
-    def upload(self, root: CID | str, tenant: str | None = None) -> UploadOutcome | None:  # fmt: skip
+    def upload(
+        self, root: CID | str, tenant: str | None = None
+    ) -> UploadOutcome | None:
         """One upload by root (and tenant), if the work ledger has it."""
         u = self._ledger.unit(_unit_name(str(root), tenant))
         return None if u is None else _upload(u, (self._shard(*p) for p in _pairs(u)))
@@ -503,9 +530,13 @@ def _units(o: W3upLegacyOptions) -> dict[str, Unit]:
         name = _unit_name(str(up.root), up.tenant)
         links = [str(s.link) for s in up.shards]
         data: dict[str, Any] = {
-            "root": str(up.root), "name": up.name, "created": up.created,
-            "dagSize": up.dag_size, "tenant": up.tenant, "seq": seq,
-        }  # fmt: skip
+            "root": str(up.root),
+            "name": up.name,
+            "created": up.created,
+            "dagSize": up.dag_size,
+            "tenant": up.tenant,
+            "seq": seq,
+        }
         if name in units:  # named twice in one listing: the union of its shards
             data = dict(units[name].data)
             links = data["shards"] + [x for x in links if x not in data["shards"]]
@@ -566,11 +597,17 @@ def _item(link: str, info: ObjectInfo, dkey: str, cohort: str, copy: bool) -> Pl
     if cid.hash_code == 0x12 and len(cid.digest) == 32:
         digests["sha256"] = cid.digest.hex()  # what the CAR CID vouches for
     return PlanItem(
-        source_key=info.key, destination_key=dkey, size=info.size,
-        action=Action.COPY if copy else Action.VERIFY, stage="all", cohort=cohort,
-        digests=digests, etag=info.etag, cold=info.cold,
+        source_key=info.key,
+        destination_key=dkey,
+        size=info.size,
+        action=Action.COPY if copy else Action.VERIFY,
+        stage="all",
+        cohort=cohort,
+        digests=digests,
+        etag=info.etag,
+        cold=info.cold,
         destination_size=None if copy else info.size,
-    )  # fmt: skip
+    )
 
 
 def _fair(items: Iterable[PlanItem]) -> list[PlanItem]:
@@ -610,10 +647,14 @@ def _make_plans(o: W3upLegacyOptions, ctx: RecipeContext) -> RoundPlans:
         if items:
             plans.append(
                 Plan.from_items(
-                    _fair(items), source=store.url, destination=dest.url,
-                    stages=(Stage("all"),), verification=policy, limits=ctx.limits,
+                    _fair(items),
+                    source=store.url,
+                    destination=dest.url,
+                    stages=(Stage("all"),),
+                    verification=policy,
+                    limits=ctx.limits,
                 )
-            )  # fmt: skip
+            )
     looked = ", ".join(b.url for b in buckets)
     where = f"in no legacy bucket ({looked}) and not in the destination ({dest.url})"
     missing = {
@@ -649,10 +690,13 @@ def _finish(o: W3upLegacyOptions, ctx: RecipeContext) -> dict[str, Any]:
         records = [up.records() for _, up in sorted(done[tenant], key=lambda x: x[0])]
         for rec in records:
             line = {
-                "tenant": tenant, "root": str(rec.root), "name": rec.name,
-                "created": rec.created, "invocations": rec.invocations(),
+                "tenant": tenant,
+                "root": str(rec.root),
+                "name": rec.name,
+                "created": rec.created,
+                "invocations": rec.invocations(),
                 "shards": [{"link": str(s.link), "size": s.size} for s in rec.shards],
-            }  # fmt: skip
+            }
             lines.append(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
         buf = io.BytesIO()
         write_space_export(records, buf)
@@ -735,19 +779,33 @@ def migrate_w3up_legacy(
     shards = dict.fromkeys(("copied", "in_place", "failed"), 0)
     waits: dict[str, float] = {}
     for p, run in zip(r.plans, r.runs, strict=False):
-        shards["copied" if p.transfer_items else "in_place"] += run.counts.get(ItemState.VERIFIED, 0)  # fmt: skip
-        shards["failed"] += sum(run.counts.get(s, 0) for s in (ItemState.FAILED, ItemState.CONFLICT))  # fmt: skip
+        shards["copied" if p.transfer_items else "in_place"] += run.counts.get(
+            ItemState.VERIFIED, 0
+        )
+        shards["failed"] += sum(
+            run.counts.get(s, 0) for s in (ItemState.FAILED, ItemState.CONFLICT)
+        )
         for tenant, seconds in run.tenant_waits.items():
             waits[tenant] = waits.get(tenant, 0.0) + seconds
     done = len(r.runs) == len(r.plans) and all(x.stop_reason == "done" for x in r.runs)
     units = {v: r.units.get(v.value, 0) for v in Verdict}
     return W3upLegacyResult(
-        dry_run=dry_run, round=r.round, resumed=r.resumed, plans=r.plans, runs=r.runs,
+        dry_run=dry_run,
+        round=r.round,
+        resumed=r.resumed,
+        plans=r.plans,
+        runs=r.runs,
         complete=r.round is None or (done and not dry_run),
-        uploads=sum(units.values()), uploads_complete=units[Verdict.COMPLETE],
-        uploads_failed=units[Verdict.FAILED], uploads_pending=units[Verdict.INCOMPLETE],
-        shards_planned=sum(p.items for p in r.plans), shards_copied=shards["copied"],
-        shards_in_place=shards["in_place"], shards_failed=shards["failed"],
-        shards_missing=r.missing, bytes_copied=sum(x.bytes for x in r.runs),
-        records_path=r.outputs.get("records"), tenant_waits=tuple(sorted(waits.items())),
-    )  # fmt: skip
+        uploads=sum(units.values()),
+        uploads_complete=units[Verdict.COMPLETE],
+        uploads_failed=units[Verdict.FAILED],
+        uploads_pending=units[Verdict.INCOMPLETE],
+        shards_planned=sum(p.items for p in r.plans),
+        shards_copied=shards["copied"],
+        shards_in_place=shards["in_place"],
+        shards_failed=shards["failed"],
+        shards_missing=r.missing,
+        bytes_copied=sum(x.bytes for x in r.runs),
+        records_path=r.outputs.get("records"),
+        tenant_waits=tuple(sorted(waits.items())),
+    )
