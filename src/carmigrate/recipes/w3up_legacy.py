@@ -666,9 +666,17 @@ def _make_plans(o: W3upLegacyOptions, ctx: RecipeContext) -> RoundPlans:
 
 
 def _write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a synced temporary file, renamed."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _finish(o: W3upLegacyOptions, ctx: RecipeContext) -> dict[str, Any]:
