@@ -276,3 +276,35 @@ def test_judge_rules() -> None:
     assert judge(["x"], {}) == (Verdict.INCOMPLETE, ("x: not planned yet",))
     with pytest.raises(Exception, match="twice"):
         Unit(name="u", kind="k", members=("x", "x"))
+
+
+def test_many_units_judged_and_listed_in_pages(tmp_path: Path) -> None:
+    """Units are judged in one pass and listed in pages; verdicts may change mid-listing."""
+    n = 2500
+    with Ledger(tmp_path / "work.db") as led:
+        led.add_units(
+            Unit(
+                name=f"u{i:05d}",
+                kind="k",
+                owner=f"t{i % 3}",
+                members=(f"m{i}", f"s{i % 7}"),
+            )
+            for i in range(n)
+        )
+        led.mark_missing({f"m{i}": "gone" for i in range(0, n, 5)})
+        led.mark_missing(
+            {f"s{j}": "x" for j in range(7)}
+        )  # every unit has a missing member
+        counts = led.judge_units()
+        assert counts == {Verdict.FAILED: n // 5, Verdict.INCOMPLETE: n - n // 5}
+        seen = []
+        for rec in led.units(verdict=Verdict.INCOMPLETE, owner="t1"):
+            seen.append(rec.name)
+            assert rec.unit.members == (
+                f"m{int(rec.name[1:])}",
+                f"s{int(rec.name[1:]) % 7}",
+            )
+            led.set_verdict(rec.name, Verdict.COMPLETE)
+        expected = [f"u{i:05d}" for i in range(n) if i % 3 == 1 and i % 5 != 0]
+        assert seen == expected
+        assert led.unit_counts()[Verdict.COMPLETE] == len(expected)

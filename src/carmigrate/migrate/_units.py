@@ -21,6 +21,7 @@ its outcome is recorded once.
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,6 +47,8 @@ __all__ = [
     "UnitRecord",
     "Verdict",
 ]
+
+_PAGE: Final = 1000
 
 UNIT_TABLES: Final = """
 CREATE TABLE IF NOT EXISTS units (
@@ -334,21 +337,24 @@ class UnitsMixin:
                 n += 1
         return n
 
-    def _unit_record(self, row: Sequence[Any]) -> UnitRecord:
+    def _unit_record(
+        self, row: Sequence[Any], members: Sequence[str] | None = None
+    ) -> UnitRecord:
         name, kind, owner, data, verdict, reasons, updated = row
-        members = tuple(
-            r[0]
-            for r in self._db.execute(
-                "SELECT member FROM unit_members WHERE unit = ? ORDER BY position",
-                (name,),
-            )
-        )
+        if members is None:
+            members = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT member FROM unit_members WHERE unit = ? ORDER BY position",
+                    (name,),
+                )
+            ]
         return UnitRecord(
             unit=Unit(
                 name=name,
                 kind=kind,
                 owner=owner,
-                members=members,
+                members=tuple(members),
                 data=json.loads(data) if data else {},
             ),
             verdict=Verdict(verdict),
@@ -373,15 +379,32 @@ class UnitsMixin:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.execute(
-            "SELECT name, kind, owner, data, verdict, reasons, updated FROM units"  # noqa: S608 - constant columns
-            + where
-            + " ORDER BY name",
-            params,
-        ).fetchall()
-        for row in rows:
-            yield self._unit_record(row)
+        # pages of units (keyset on the name), each read whole with its
+        # members in one query: memory stays bounded, and a caller may change
+        # verdicts while it iterates
+        where = "".join(f" AND {c}" for c in clauses)
+        last = ""
+        first = True
+        while True:
+            page = self._db.execute(
+                "SELECT name, kind, owner, data, verdict, reasons, updated FROM units "  # noqa: S608 - constant columns
+                f"WHERE (name > ? OR ?){where} ORDER BY name LIMIT ?",
+                [last, first, *params, _PAGE],
+            ).fetchall()
+            if not page:
+                return
+            members: dict[str, list[str]] = {}
+            for unit, member in self._db.execute(
+                "SELECT unit, member FROM unit_members WHERE unit >= ? AND unit <= ? "
+                "ORDER BY unit, position",
+                (page[0][0], page[-1][0]),
+            ):
+                members.setdefault(unit, []).append(member)
+            for row in page:
+                yield self._unit_record(row, members.get(row[0], []))
+            last, first = page[-1][0], False
+            if len(page) < _PAGE:
+                return
 
     def unit(self, name: str) -> UnitRecord | None:
         """The unit called ``name``, if recorded."""
@@ -454,26 +477,26 @@ class UnitsMixin:
             for k, s, r in self._db.execute("SELECT key, state, reason FROM members")
         }
         now = time.time()
-        with self._tx() as db:
-            names = [r[0] for r in db.execute("SELECT name FROM units")]
-            for name in names:
-                members = [
-                    r[0]
-                    for r in db.execute(
-                        "SELECT member FROM unit_members WHERE unit = ? ORDER BY position",
-                        (name,),
-                    )
-                ]
+
+        def verdicts() -> Iterator[tuple[str, str | None, float, str]]:
+            # one pass over every unit's members, in unit and member order
+            cur = self._db.execute(
+                "SELECT u.name, m.member FROM units u LEFT JOIN unit_members m "
+                "ON m.unit = u.name ORDER BY u.name, m.position"
+            )
+            for name, rows in itertools.groupby(cur, key=lambda r: r[0]):
+                members = [m for _, m in rows if m is not None]
                 verdict, reasons = judge(members, known)
-                db.execute(
-                    "UPDATE units SET verdict = ?, reasons = ?, updated = ? WHERE name = ?",
-                    (
-                        verdict.value,
-                        json.dumps(list(reasons)) if reasons else None,
-                        now,
-                        name,
-                    ),
-                )
+                text = json.dumps(list(reasons)) if reasons else None
+                yield verdict.value, text, now, name
+
+        with self._tx() as db:
+            # the rows are read in full first: SQLite gives no stable cursor
+            # over a table being updated
+            db.executemany(
+                "UPDATE units SET verdict = ?, reasons = ?, updated = ? WHERE name = ?",
+                list(verdicts()),
+            )
         return self.unit_counts()
 
     # -- members --------------------------------------------------------
