@@ -218,3 +218,63 @@ def test_ledger_table_is_derived_from_the_declarations(tmp_path: Path) -> None:
     }
     own = {f.name for f in attrs.fields(ItemRecord)} - outcome_cols - {"item", "offset"}
     assert set(columns) == plan_cols | outcome_cols | own
+
+
+def test_the_run_lock_holds_through_symlinks_and_hard_links_are_refused(
+    tmp_path: Path,
+) -> None:
+    """The lock is on the database file itself, opened by its resolved path: a
+    symbolic link reaches the same lock; a second name (hard link) is refused."""
+    import os
+
+    path = tmp_path / "ledger.db"
+    with Ledger(path) as first:
+        first.start_run("execute")
+        os.symlink(path, tmp_path / "via-symlink.db")
+        for other in ("via-symlink.db", "ledger.db"):
+            with Ledger(tmp_path / other) as second:
+                assert second.path == str(path)
+                assert second.is_running()
+                with pytest.raises(PlanError, match="another run is using ledger"):
+                    second.start_run("resume")
+        os.link(path, tmp_path / "via-hardlink.db")
+        with pytest.raises(PlanError, match="has 2 hard links"):
+            Ledger(tmp_path / "via-hardlink.db")
+        with pytest.raises(PlanError, match="has 2 hard links"):
+            Ledger(path)
+        first.finish_run(1, stop_reason="done")
+    assert not (tmp_path / "ledger.db.lock").exists()
+
+
+def test_another_applications_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("INSERT INTO customers (name) VALUES ('ada')")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+
+    with pytest.raises(PlanError, match=r"another application \(tables: customers\)"):
+        Ledger(path)
+    assert path.read_bytes() == before
+
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("PRAGMA application_id = 1234")
+    db.commit()
+    db.close()
+    with pytest.raises(PlanError, match="application id 0x4d2"):
+        Ledger(other)
+
+
+def test_new_ledgers_carry_carmigrates_application_id(tmp_path: Path) -> None:
+    from carmigrate.migrate._ledger import APPLICATION_ID
+
+    Ledger(tmp_path / "l.db").close()
+    assert (
+        sqlite3.connect(tmp_path / "l.db")
+        .execute("PRAGMA application_id")
+        .fetchone()[0]
+        == APPLICATION_ID
+    )

@@ -209,6 +209,60 @@ CREATE INDEX IF NOT EXISTS items_skey ON items (source_key);
 """
 
 
+APPLICATION_ID: Final = 0x636D6967
+"""SQLite's ``application_id`` of a carmigrate ledger (``"cmig"``), set when it is created."""
+
+
+def _refuse_hard_links(path: str) -> None:
+    """Refuse a ledger file that has more than one name (hard links).
+
+    Raises:
+        PlanError: The file has several hard links.
+    """
+    try:
+        links = os.stat(path).st_nlink
+    except FileNotFoundError:
+        return
+    if links > 1:
+        raise PlanError(
+            f"ledger {path!r} has {links} hard links; open a ledger by one name only "
+            "(SQLite keeps its write-ahead log next to the name, and two names to one "
+            "file would let two runs write it at once)"
+        )
+
+
+def _refuse_foreign(db: sqlite3.Connection, path: str) -> None:
+    """Refuse a SQLite file of another application before adding any table to it.
+
+    Raises:
+        PlanError: It has another application id, or tables and no ledger
+            ``meta`` with a schema version (nothing was changed).
+    """
+    app = db.execute("PRAGMA application_id").fetchone()[0]
+    if app not in (0, APPLICATION_ID):
+        db.close()
+        raise PlanError(
+            f"{path!r} is a SQLite database of another application "
+            f"(application id {app:#x}), not a carmigrate ledger; give a new file"
+        )
+    tables = {
+        r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    if not tables:
+        return
+    ours = (
+        "meta" in tables
+        and db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone()
+    )
+    if not ours:
+        db.close()
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise PlanError(
+            f"{path!r} is a SQLite database of another application (tables: {shown}), "
+            "not a carmigrate ledger; carmigrate adds nothing to it: give a new file"
+        )
+
+
 def _schema_number(text: str, path: str) -> int:
     try:
         return int(text)
@@ -414,7 +468,11 @@ class Ledger(UnitsMixin):
         readonly: bool = False,
         synchronous: str = "NORMAL",
     ) -> None:
-        self._path = os.path.abspath(os.fspath(path))
+        # one path per database file: a symbolic link is resolved (SQLite keeps
+        # its write-ahead log next to the path it opened, so two paths to one
+        # file would each keep their own), and a file with several hard links
+        # is refused when opened for writing
+        self._path = os.path.realpath(os.path.abspath(os.fspath(path)))
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self._readonly = readonly
@@ -433,9 +491,11 @@ class Ledger(UnitsMixin):
                     check_same_thread=False,
                 )
             else:
+                _refuse_hard_links(self._path)
                 self._db = sqlite3.connect(
                     self._path, isolation_level=None, check_same_thread=False
                 )
+                _refuse_foreign(self._db, self._path)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(f"PRAGMA synchronous={synchronous}")
                 # measured: a fifth more single-change commits per second
@@ -443,6 +503,8 @@ class Ledger(UnitsMixin):
                 self._db.execute("PRAGMA cache_size=-65536")
                 self._db.execute("PRAGMA wal_autocheckpoint=4000")
                 self._db.executescript(_SCHEMA)
+                if not self._db.execute("PRAGMA application_id").fetchone()[0]:
+                    self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self._db.execute("PRAGMA busy_timeout=10000")
         except sqlite3.DatabaseError as e:
             raise PlanError(f"{self._path!r} is not a usable ledger: {e}") from e
@@ -726,10 +788,12 @@ class Ledger(UnitsMixin):
     ) -> int:
         """Record the start of a run and make it the run later changes belong to.
 
-        Takes an exclusive lock on ``<ledger>.lock`` until
+        Takes an exclusive lock on the database file itself until
         [finish_run][carmigrate.migrate.Ledger.finish_run] (the operating
         system drops it if the process dies), so two runs never write one
-        ledger at once.
+        ledger at once, whatever path, symbolic link or hard link each
+        opened it by. (An ``flock``, separate from SQLite's own locks; like
+        SQLite in WAL mode, it needs a local file system.)
 
         Raises:
             PlanError: Another run (in this or another process) holds the
@@ -771,20 +835,17 @@ class Ledger(UnitsMixin):
             self._run = None
         self._unlock()
 
-    def _lock_path(self) -> str:
-        return self._path + ".lock"
-
     def _lock(self) -> None:
         if self._lock_fd is not None:
             return
-        fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             raise PlanError(
-                f"another run is using ledger {self._path!r} (it holds "
-                f"{self._lock_path()!r}); wait for it or stop it first"
+                f"another run is using ledger {self._path!r} (through this path or "
+                "another link to the same file); wait for it or stop it first"
             ) from None
         self._lock_fd = fd
 
@@ -795,11 +856,11 @@ class Ledger(UnitsMixin):
             self._lock_fd = None
 
     def is_running(self) -> bool:
-        """Whether a run (in any process) holds this ledger right now."""
+        """Whether a run (in any process, by any link to the file) holds this ledger now."""
         if self._lock_fd is not None:
             return True
         try:
-            fd = os.open(self._lock_path(), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return False
         try:
