@@ -140,8 +140,12 @@ def _check_destination(dst: Path, objects: dict[str, bytes], ledger: Path) -> in
     Returns the number of temporary files a killed writer left behind (never
     listed as objects).
     """
-    store = LocalStore(dst, create=False, fsync=False)
-    listed = {i.key: i.size for i in store.list()}
+    # the run makes the destination when it first writes (plan does not)
+    listed = (
+        {i.key: i.size for i in LocalStore(dst, create=False, fsync=False).list()}
+        if dst.exists()
+        else {}
+    )
     for key, size in listed.items():
         assert key in objects, f"{key} is not a source object"
         assert key != BAD_KEY, "the damaged CAR became visible"

@@ -50,7 +50,7 @@ def _manifest(options: CopyOptions) -> list[dict]:
 
 
 def _make_plans(options: CopyOptions, ctx: RecipeContext) -> RoundPlans:
-    src, dst = ctx.store(options.source), ctx.store(options.destination)
+    src, dst = ctx.store(options.source), ctx.store(options.destination, create=True)
     rows = _manifest(options)
     folders: dict[str, list[str]] = {}
     for r in rows:

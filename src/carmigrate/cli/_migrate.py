@@ -26,7 +26,9 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import attrs
 
@@ -34,7 +36,7 @@ from carmigrate import migrate
 from carmigrate.cli._args import positive_float, positive_int
 from carmigrate.digests import algorithm_names
 from carmigrate.errors import CarmigrateError, PlanError
-from carmigrate.storage import open_store
+from carmigrate.storage import is_local_url, open_store
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -471,6 +473,13 @@ def _errors(fn: Handler) -> Handler:
     return wrapper
 
 
+def _local_path(url: str) -> str:
+    """The folder a local store URL (a path or ``file://``) names."""
+    if url.lower().startswith("file://"):
+        return unquote(urlsplit(url).path)
+    return os.path.expanduser(url)
+
+
 def _open_ledger(path: str, *, readonly: bool = False) -> migrate.Ledger:
     if not os.path.exists(path):
         raise PlanError(f"no ledger at {path!r}")
@@ -638,13 +647,24 @@ def _plan(args: argparse.Namespace) -> int:
         server_side_copy=args.server_side_copy,
     )
     with contextlib.ExitStack() as stack:
+        # a source must exist; a local destination that does not is planned
+        # against as empty and made by the run that writes to it
         source = open_store(args.source)
         stack.callback(source.close)
-        destination = open_store(args.destination)
-        stack.callback(destination.close)
+        destination: Any
+        empty: list[migrate.ListingEntry] | None = None
+        if is_local_url(args.destination) and not os.path.exists(
+            _local_path(args.destination)
+        ):
+            destination = Path(os.path.abspath(_local_path(args.destination))).as_uri()
+            empty = []
+        else:
+            destination = open_store(args.destination)
+            stack.callback(destination.close)
         made = migrate.plan(
             source,
             destination,
+            destination_listing=empty,
             prefix=args.prefix,
             stages=args.stages,
             cohorts=args.stage_by,

@@ -42,7 +42,7 @@ from carmigrate.migrate._transfer import (
     run_task,
     run_tasks,
 )
-from carmigrate.storage import Store, SupportsTemporaryCleanup, open_store
+from carmigrate.storage import Store, SupportsTemporaryCleanup, is_local_url, open_store
 
 __all__ = ["RunResult", "StoreOptions", "execute", "resume"]
 
@@ -246,6 +246,16 @@ class _Emitter:
                 )
 
 
+def _writable(
+    url: str, options: Iterable[tuple[str, Any]] | Mapping[str, Any]
+) -> dict[str, Any]:
+    """Options to open a destination with: a local folder is created if missing."""
+    opts = dict(options)
+    if is_local_url(url):
+        opts.setdefault("create", True)
+    return opts
+
+
 def _check_store(store: Store, url: str, what: str) -> None:
     if redact_url(store.url) != url:
         raise PlanError(
@@ -294,7 +304,10 @@ class _Context:
                 self.opened.append(src)
             dst = destination
             if dst is None:
-                dst = open_store(header.destination, **dict(options.destination))
+                dst = open_store(
+                    header.destination,
+                    **_writable(header.destination, options.destination),
+                )
                 self.opened.append(dst)
             pair = StorePair(src if src is not None else dst, dst)
             if progress:

@@ -51,6 +51,7 @@ from carmigrate.storage import (
     Store,
     SupportsRestore,
     SupportsServerSideCopy,
+    is_local_url,
     open_store,
 )
 
@@ -141,13 +142,21 @@ _REMOTE: dict[tuple[str, str], Store] = {}
 _REMOTE_LOCK = threading.Lock()
 
 
-def _remote_store(url: str, options: tuple[tuple[str, Any], ...]) -> Store:
-    """A store opened from its URL, cached per worker process."""
+def _remote_store(
+    url: str, options: tuple[tuple[str, Any], ...], *, writable: bool = False
+) -> Store:
+    """A store opened from its URL, cached per worker process.
+
+    A destination (``writable``) that is a local folder is created if missing.
+    """
     key = (url, repr(options))
     with _REMOTE_LOCK:
         store = _REMOTE.get(key)
         if store is None:
-            store = open_store(url, **dict(options))
+            opts = dict(options)
+            if writable and is_local_url(url):
+                opts.setdefault("create", True)
+            store = open_store(url, **opts)
             _REMOTE[key] = store
         return store
 
@@ -156,7 +165,7 @@ def remote_stores(task: Task) -> StorePair:
     """The stores of ``task``, opened by URL in this process (cached)."""
     return StorePair(
         _remote_store(task.source_url, task.source_options),
-        _remote_store(task.destination_url, task.destination_options),
+        _remote_store(task.destination_url, task.destination_options, writable=True),
     )
 
 

@@ -52,7 +52,7 @@ from carmigrate.migrate import (
     resume,
     save_plan,
 )
-from carmigrate.storage import Store, open_store
+from carmigrate.storage import Store, is_local_url, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -230,8 +230,13 @@ class RecipeContext:
         self._opened: list[Store] = []
         self._lock = threading.Lock()
 
-    def store(self, store: Store | str) -> Store:
+    def store(self, store: Store | str, *, create: bool = False) -> Store:
         """A store given as itself or by URL (opened once, with the run's store options).
+
+        Args:
+            store: The store, or its URL.
+            create: A local folder that does not exist is made (for a
+                destination); otherwise it is an error (a mistyped source).
 
         Raises:
             StorageError: It cannot be opened.
@@ -243,7 +248,10 @@ class RecipeContext:
         with self._lock:
             found = self._stores.get(key)
             if found is None:
-                found = open_store(store, **self._options)
+                options = dict(self._options)
+                if create and is_local_url(store):
+                    options.setdefault("create", True)
+                found = open_store(store, **options)
                 self._opened.append(found)
                 self._stores[key] = found
         return found
@@ -534,7 +542,7 @@ def _run(
         for path, ledger_path in plan_files:
             plan = loaded[path]
             source = ctx.store(plan.header.source)
-            destination = ctx.store(plan.header.destination)
+            destination = ctx.store(plan.header.destination, create=True)
             with Ledger(ledger_path) as round_ledger:
                 run = execute if round_ledger.plan_id is None else _resume
                 result = run(

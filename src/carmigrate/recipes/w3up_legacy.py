@@ -621,7 +621,7 @@ def _fair(items: Iterable[PlanItem]) -> list[PlanItem]:
 
 
 def _make_plans(o: W3upLegacyOptions, ctx: RecipeContext) -> RoundPlans:
-    dest = ctx.store(o.destination)
+    dest = ctx.store(o.destination, create=True)
     buckets = [ctx.store(b) for b in o.buckets]
     units = _units(o)
     done = ctx.ledger.member_states()

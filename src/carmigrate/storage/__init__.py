@@ -41,7 +41,7 @@ from carmigrate.storage._base import (
 from carmigrate.storage._fsspec import FsspecStore
 from carmigrate.storage._local import LocalStore
 from carmigrate.storage._memory import MemoryStore
-from carmigrate.storage._registry import ENTRY_POINT_GROUP, open_store
+from carmigrate.storage._registry import ENTRY_POINT_GROUP, is_local_url, open_store
 from carmigrate.storage._retry import RetryPolicy
 from carmigrate.storage._s3 import ConditionalWriteMode, S3Store
 from carmigrate.storage.ops import (
@@ -75,6 +75,7 @@ __all__ = [
     "capabilities_of",
     "copy_object",
     "exists",
+    "is_local_url",
     "open_store",
     "read_bytes",
     "restore_object",

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 from carmigrate.errors import StorageError
 from carmigrate.storage._base import Store
 
-__all__ = ["ENTRY_POINT_GROUP", "open_store"]
+__all__ = ["ENTRY_POINT_GROUP", "is_local_url", "open_store"]
 
 ENTRY_POINT_GROUP: Final = "carmigrate.stores"
 """Entry point group for third-party backends.
@@ -37,13 +37,23 @@ def _plugin(scheme: str) -> importlib.metadata.EntryPoint | None:
     return None
 
 
+def is_local_url(url: str | os.PathLike[str]) -> bool:
+    """Whether ``url`` names a local folder (a path or a ``file://`` URL)."""
+    if isinstance(url, os.PathLike):
+        return True
+    m = _SCHEME_RE.match(url)
+    return m is None or m.group("scheme").lower() == "file"
+
+
 def open_store(url: str | os.PathLike[str], **options: Any) -> Store:
     """Open the store a URL points at.
 
     Resolution order:
 
     1. A path (``str`` without ``scheme://``, or ``os.PathLike``) or a
-       ``file://`` URL: [LocalStore][carmigrate.storage.LocalStore].
+       ``file://`` URL: [LocalStore][carmigrate.storage.LocalStore]. Its
+       folder must exist unless ``create=True`` is given: a mistyped path is
+       an error, never a new empty store.
     2. ``memory://name``: a new, empty [MemoryStore][carmigrate.storage.MemoryStore].
     3. ``s3://bucket/prefix``: [S3Store][carmigrate.storage.S3Store]
        (``endpoint_url``, ``region`` and the other options; credentials from
@@ -72,15 +82,12 @@ def open_store(url: str | os.PathLike[str], **options: Any) -> Store:
         StorageError: No backend handles the scheme, its package is missing,
             or the backend cannot be opened (a missing root, ...).
     """
-    if isinstance(url, os.PathLike):
+    if isinstance(url, os.PathLike) or _SCHEME_RE.match(url) is None:
         from carmigrate.storage._local import LocalStore
 
-        return LocalStore(url, **options)
+        return LocalStore(url, **{"create": False, **options})
     m = _SCHEME_RE.match(url)
-    if m is None:
-        from carmigrate.storage._local import LocalStore
-
-        return LocalStore(url, **options)
+    assert m is not None
     scheme = m.group("scheme").lower()
     parts = urlsplit(url)
     if parts.username is not None or parts.password is not None:
@@ -93,7 +100,7 @@ def open_store(url: str | os.PathLike[str], **options: Any) -> Store:
             raise ValueError(f"file:// URLs must be local, got host {parts.netloc!r}")
         from carmigrate.storage._local import LocalStore
 
-        return LocalStore(unquote(parts.path), **options)
+        return LocalStore(unquote(parts.path), **{"create": False, **options})
     if scheme == "memory":
         from carmigrate.storage._memory import MemoryStore
 

@@ -1,0 +1,61 @@
+"""A mistyped source is an error, never an empty plan; destinations are made by the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from carmigrate.cli import main
+from carmigrate.errors import StorageError
+from carmigrate.storage import is_local_url, open_store
+
+
+def test_plan_of_a_missing_source_fails_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.bin").write_bytes(b"a")
+    code = main(
+        [
+            "plan",
+            str(tmp_path / "srcc"),
+            str(tmp_path / "dst"),
+            "-o",
+            str(tmp_path / "p.jsonl"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "srcc" in err
+    assert not (tmp_path / "srcc").exists()
+    assert not (tmp_path / "dst").exists()
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_a_missing_destination_is_planned_as_empty_and_made_by_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.bin").write_bytes(b"a")
+    plan_file = str(tmp_path / "p.jsonl")
+    assert (
+        main(["plan", str(tmp_path / "src"), str(tmp_path / "dst"), "-o", plan_file])
+        == 0
+    )
+    assert not (tmp_path / "dst").exists()  # plan writes nothing there
+    assert main(["run", plan_file, "--ledger", str(tmp_path / "l.db")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "dst" / "a.bin").read_bytes() == b"a"
+
+
+def test_open_store_does_not_create_local_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match="foo:bar"):
+        open_store("foo:bar")
+    assert not (tmp_path / "foo:bar").exists()
+    assert open_store("made", create=True).url.endswith("/made")
+    assert all(is_local_url(u) for u in ("x/y", "file:///x", tmp_path))
+    assert not any(is_local_url(u) for u in ("s3://b/p", "memory://m"))
