@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -126,7 +127,7 @@ class Report:
             "| stage | state | items | bytes |",
             "|---|---|---:|---:|",
         ]
-        out += [f"| {s} | {st} | {n} | {b} |" for s, st, n, b in self.by_stage]
+        out += [f"| {_cell(s)} | {st} | {n} | {b} |" for s, st, n, b in self.by_stage]
         if self.failures:
             out += [
                 "",
@@ -136,33 +137,48 @@ class Report:
                 "|---|---|---:|---:|",
             ]
             out += [
-                f"| `{e.key}` | {_cell(e.reason)} | {e.attempts} | {'' if e.offset is None else e.offset} |"
+                f"| {_code(e.key)} | {_cell(e.reason)} | {e.attempts} | {'' if e.offset is None else e.offset} |"
                 for e in self.failures
             ]
             if self.failures_count > len(self.failures):
                 out.append(f"\n… and {self.failures_count - len(self.failures)} more.")
         if self.conflicts:
             out += ["", "## Conflicts", "", "| key | reason |", "|---|---|"]
-            out += [f"| `{e.key}` | {_cell(e.reason)} |" for e in self.conflicts]
+            out += [f"| {_code(e.key)} | {_cell(e.reason)} |" for e in self.conflicts]
             if self.conflicts_count > len(self.conflicts):
                 out.append(
                     f"\n… and {self.conflicts_count - len(self.conflicts)} more."
                 )
         if self.unverifiable_items:
             out += ["", "## Unverifiable items", ""]
-            out += [f"- `{e.key}`" for e in self.unverifiable_items]
+            out += [f"- {_code(e.key)}" for e in self.unverifiable_items]
             if self.unverifiable > len(self.unverifiable_items):
                 out.append(
                     f"- … and {self.unverifiable - len(self.unverifiable_items)} more"
                 )
         if self.fidelity_losses:
             out += ["", "## Fidelity losses", "", "| lost | items |", "|---|---:|"]
-            out += [f"| {what} | {n} |" for what, n in self.fidelity_losses]
+            out += [f"| {_cell(what)} | {n} |" for what, n in self.fidelity_losses]
         return "\n".join(out) + "\n"
 
 
 def _cell(text: str | None) -> str:
-    return (text or "").replace("|", "\\|").replace("\n", " ")
+    """Text for a Markdown table cell: pipes escaped, line breaks made spaces."""
+    return (text or "").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    """A key as a Markdown code span that any key survives, in a table cell too.
+
+    Line breaks are shown escaped and pipes escaped (GFM reads an escaped
+    pipe inside a code span in a table as a pipe); the fence is one backtick
+    longer than the longest run of backticks in the key.
+    """
+    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _entries(ledger: Ledger, state: ItemState, limit: int) -> tuple[ReportEntry, ...]:
