@@ -48,8 +48,10 @@ from carmigrate.errors import (
     BlockHashMismatch,
     CarFormatError,
     FormatError,
+    InvalidKey,
     LimitExceeded,
 )
+from carmigrate.storage.lowlevel import DEFAULT_MAX_KEY_LENGTH, validate_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,6 +64,8 @@ __all__ = [
     "cids",
     "corrupt_car",
     "corruptions",
+    "register_type_strategies",
+    "store_keys",
 ]
 
 T = TypeVar("T")
@@ -492,3 +496,63 @@ def corruptions(
         return draw_corruption()
 
     return _deferred(build)
+
+
+def _valid_key(key: str, max_length: int) -> bool:
+    try:
+        validate_key(key, max_length=max_length)
+    except InvalidKey:
+        return False
+    return True
+
+
+def store_keys(
+    *,
+    max_segments: int = 4,
+    max_length: int = DEFAULT_MAX_KEY_LENGTH,
+    alphabet: SearchStrategy[str] | None = None,
+) -> SearchStrategy[str]:
+    """Valid object keys: what every [Store][carmigrate.storage.Store] must accept.
+
+    ``/``-separated segments of printable characters (any script, spaces,
+    dots and dashes included), never empty, ``.`` or ``..``, no control
+    characters, at most ``max_length`` UTF-8 bytes: each key drawn passes
+    ``carmigrate.storage.lowlevel.validate_key``.
+
+    Args:
+        max_segments: Folder depth at most (segments per key).
+        max_length: Longest key in UTF-8 bytes.
+        alphabet: Characters of the segments (default: printable Unicode
+            without ``/`` and without surrogates).
+    """
+
+    def build() -> SearchStrategy[str]:
+        _check_size(max_segments, "max_segments")
+        _check_size(max_length, "max_length")
+        if max_segments < 1 or max_length < 1:
+            raise InvalidArgument("max_segments and max_length must be at least 1")
+        chars = alphabet or st.characters(
+            blacklist_categories=("Cc", "Cs", "Co", "Cn"), blacklist_characters="/"
+        )
+        segment = st.text(chars, min_size=1, max_size=24).filter(
+            lambda x: x not in (".", "..")
+        )
+        return (
+            st.lists(segment, min_size=1, max_size=max_segments)
+            .map("/".join)
+            .filter(lambda k: _valid_key(k, max_length))
+        )
+
+    return _deferred(build)
+
+
+def register_type_strategies() -> None:
+    """Let ``st.from_type`` build carmigrate's values: ``CID`` and ``Multihash``.
+
+    Hypothesis calls this through the ``hypothesis`` entry point of the
+    ``carmigrate`` package when it is imported (set
+    ``HYPOTHESIS_NO_PLUGINS`` to skip plugins); calling it again does
+    nothing new.
+    """
+    st.register_type_strategy(CID, cids())
+    st.register_type_strategy(Multihash, cids().map(lambda c: c.multihash))
