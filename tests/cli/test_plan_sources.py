@@ -59,3 +59,23 @@ def test_open_store_does_not_create_local_folders(
     assert open_store("made", create=True).url.endswith("/made")
     assert all(is_local_url(u) for u in ("x/y", "file:///x", tmp_path))
     assert not any(is_local_url(u) for u in ("s3://b/p", "memory://m"))
+
+
+def test_messages_name_what_the_user_gave(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    car = (
+        Path(__file__).resolve().parents[1]
+        / "fixtures/go-car/v2/testdata/sample-v1.car"
+    )
+    code = main(["car", "index", str(car), "-o", str(tmp_path / "nope" / "x.car")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "x.car" in err
+    assert ".tmp" not in err
+    assert "is not a folder" in err
+    code = main(["status", "--ledger", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "is a folder, not a ledger file" in err
+    assert "disk I/O" not in err

@@ -365,6 +365,13 @@ def _index(args: argparse.Namespace) -> int:
         )
         return 2
     out_dir = out.resolve().parent
+    if not out_dir.is_dir():
+        print(
+            f"carmigrate: error: cannot write {str(out)!r}: "
+            f"{str(out.parent)!r} is not a folder",
+            file=sys.stderr,
+        )
+        return 2
     with _opened(args.file) as f:
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{out.name}.", suffix=".tmp", dir=out_dir

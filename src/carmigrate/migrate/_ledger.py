@@ -473,6 +473,8 @@ class Ledger(UnitsMixin):
         # file would each keep their own), and a file with several hard links
         # is refused when opened for writing
         self._path = os.path.realpath(os.path.abspath(os.fspath(path)))
+        if os.path.isdir(self._path):
+            raise PlanError(f"{os.fspath(path)!r} is a folder, not a ledger file")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self._readonly = readonly
