@@ -419,3 +419,44 @@ def test_unsorted_listings_keep_their_digests_through_the_sort(tmp_path) -> None
         assert items["k3"].action is Action.COPY
         assert items["k4"].action is Action.SKIP
         assert items["k4"].reason == "same size and md5"
+
+
+@pytest.mark.parametrize(
+    ("key", "rule"),
+    [
+        ("a\tb", "control character"),
+        ("a//b", "empty"),
+        ("./x", "'.'"),
+        ("a/../b", "'..'"),
+        ("//lead", "absolute"),
+        ("dir/", "ends with"),
+        ("k" * 1100, "longer than 1024"),
+    ],
+)
+def test_keys_that_can_never_be_written_are_refused_at_plan_time(
+    key: str, rule: str
+) -> None:
+    """A given listing's key that no store accepts stops the plan, naming key and rule."""
+    listing = [ListingEntry("fine/key", 1), ListingEntry(key, 1)]
+    with pytest.raises(PlanError, match="can never be written") as exc:
+        plan(
+            "memory://s",
+            MemoryStore("d"),
+            source_listing=listing,
+            destination_listing=[],
+        )
+    assert repr(key)[:40] in str(exc.value)
+    assert rule in str(exc.value)
+
+
+def test_an_id_rule_that_makes_a_bad_key_is_refused() -> None:
+    src = MemoryStore("s")
+    src.write("p/abc/data.bin", b"x")
+    with pytest.raises(PlanError, match=r"planned for source key 'p/abc/data.bin'"):
+        plan(
+            src,
+            MemoryStore("d"),
+            ids=IdRule(
+                kind=IdKind.PREFIX, prefix="../", pattern="p/(abc)/", rewrite_key=True
+            ),
+        )

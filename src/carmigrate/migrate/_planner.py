@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from carmigrate.errors import PlanError
+from carmigrate.errors import InvalidKey, PlanError
 from carmigrate.migrate import serde
 from carmigrate.migrate._diff import compare
 from carmigrate.migrate._listing import (
@@ -48,6 +48,8 @@ from carmigrate.migrate._model import (
 )
 from carmigrate.migrate._plan import _WRITE_BATCH, Plan, _totals, redact_url
 from carmigrate.migrate._schema import digests_json
+from carmigrate.storage import capabilities_of
+from carmigrate.storage.lowlevel import validate_key
 
 if TYPE_CHECKING:
     from carmigrate.storage import ObjectInfo, Store
@@ -253,6 +255,17 @@ def _plan(
         destination, destination_listing, dest_prefix, "the destination listing"
     )
 
+    # destination keys that may not be writable are checked as they are
+    # planned: keys an ID rule rewrote, keys of a given listing (anything an
+    # inventory says), and all keys when the destination allows shorter ones
+    dest_max = _max_key_length(destination)
+    key_limit: int | None = None
+    if (
+        ids.rewrite_key
+        or source_listing is not None
+        or (dest_max or _NO_LIMIT) < (_max_key_length(source) or _NO_LIMIT)
+    ):
+        key_limit = dest_max or _NO_LIMIT
     pairs: Iterator[Any] = src
     if ids.active:
         pairs = _with_ids(src, ids)
@@ -275,7 +288,16 @@ def _plan(
     }
     if path is None:
         items: list[PlanItem] = []
-        result = _build(pairs, dst, cohorts, stage_of, None, items, with_ids=ids.active)
+        result = _build(
+            pairs,
+            dst,
+            cohorts,
+            stage_of,
+            None,
+            items,
+            with_ids=ids.active,
+            key_limit=key_limit,
+        )
         return Plan(_header(header_fields, result, stage_list), items=tuple(items))
     target = os.path.abspath(os.fspath(path))
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".carmigrate-plan-")
@@ -286,7 +308,16 @@ def _plan(
             # spaces, so the items are never copied.
             room = len(serde.encode_header(_widest_header(header_fields, stage_list)))
             f.write(b" " * room + b"\n")
-            result = _build(pairs, dst, cohorts, stage_of, f, None, with_ids=ids.active)
+            result = _build(
+                pairs,
+                dst,
+                cohorts,
+                stage_of,
+                f,
+                None,
+                with_ids=ids.active,
+                key_limit=key_limit,
+            )
             header = _header(header_fields, result, stage_list)
             line = serde.encode_header(header).encode("ascii")
             if len(line) > room:  # pragma: no cover - the widest header bounds it
@@ -426,8 +457,13 @@ def _build(
     items: list[PlanItem] | None,
     *,
     with_ids: bool,
+    key_limit: int | None = None,
 ) -> dict[str, Any]:
     """The hot loop: merge-join, classify and encode every item.
+
+    With ``key_limit``, every destination key is held to the rules of
+    ``validate_key`` with that length limit (a cheap test first, the full
+    check only for keys it cannot clear).
 
     ``src`` yields entries (or ``(destination key, entry, old id, new id)``
     with ``with_ids``), ``dst`` entries, both sorted by the join key. Lines
@@ -554,6 +590,17 @@ def _build(
                 dst_prev = d[0]
         else:
             skey, size, etag, digests, cold = e
+            if key_limit is not None and not (
+                dkey
+                and dkey.isprintable()
+                and len(dkey) * 4 <= key_limit
+                and dkey[0] != "/"
+                and dkey[-1] != "/"
+                and dkey[0] != "."
+                and "//" not in dkey
+                and "/." not in dkey
+            ):
+                _check_destination_key(dkey, skey, key_limit)
             if segments == 1:
                 cut = skey.find("/")
                 cohort = skey[:cut] if cut > 0 else ""
@@ -652,6 +699,31 @@ if serde._LINES.body_keys != (
         f"PlanItem's plan-line keys changed ({serde._LINES.body_keys}); "
         "update the planner's call of serde.line_body"
     )
+
+
+_NO_LIMIT: Final = 1 << 62
+
+
+def _max_key_length(store: Store | str) -> int | None:
+    if isinstance(store, str):
+        return None
+    return capabilities_of(store).max_key_length
+
+
+def _check_destination_key(dkey: str, skey: str, limit: int) -> None:
+    """Refuse a destination key no store can be written under (at plan time).
+
+    Raises:
+        PlanError: The key breaks a key rule; the message names both keys and
+            the rule.
+    """
+    try:
+        validate_key(dkey, max_length=None if limit >= _NO_LIMIT else limit)
+    except InvalidKey as e:
+        origin = "" if dkey == skey else f" (planned for source key {skey!r})"
+        raise PlanError(
+            f"destination key {dkey!r}{origin} can never be written: {e}"
+        ) from None
 
 
 def _out_of_order(key: str, prev: str, what: str) -> None:
