@@ -79,3 +79,48 @@ def test_messages_name_what_the_user_gave(
     assert code == 2
     assert "is a folder, not a ledger file" in err
     assert "disk I/O" not in err
+
+
+def test_no_tracebacks_for_damaged_ledgers_and_deep_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not sqlite at all, just bytes")
+    for cmd in ("status", "report"):
+        code = main([cmd, "--ledger", str(bad)])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert "is not a usable ledger" in err
+        assert "Traceback" not in err
+    import io
+    import sys
+
+    deep = "[" * 100_000 + "]" * 100_000 + "\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(deep))
+    code = main(["aggregate", "build", "--deal-size", str(32 << 30)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "nested too deeply" in err
+    plan_file = tmp_path / "p.jsonl"
+    plan_file.write_text(deep)
+    code = main(["run", str(plan_file), "--ledger", str(tmp_path / "l.db")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "nested too deeply" in err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import carmigrate.cli._commp as commp_cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commp_cli, "commp", interrupted)
+    f = tmp_path / "payload.bin"
+    f.write_bytes(b"x" * 200)
+    code = main(["commp", str(f)])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert err.strip() == "carmigrate: interrupted"

@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit code. A [CarmigrateError][carmigrate.errors.CarmigrateError]
         that escapes a command is printed as ``carmigrate: error: …`` and
-        gives exit code 2.
+        gives exit code 2, as does input nested too deeply to decode;
+        Ctrl-C gives one line and exit code 130.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -64,5 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CarmigrateError as exc:
         print(f"carmigrate: error: {exc}", file=sys.stderr)
         return 2
+    except RecursionError:
+        # json and DAG-CBOR decoders recurse: input nested thousands deep
+        print(
+            "carmigrate: error: the input is nested too deeply to be read",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("carmigrate: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0

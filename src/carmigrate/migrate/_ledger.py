@@ -608,10 +608,10 @@ class Ledger(UnitsMixin):
             row = self._db.execute(
                 "SELECT value FROM meta WHERE key = ?", (key,)
             ).fetchone()
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:
             if "no such table" in str(e):
                 raise PlanError(f"{self._path!r} is not a carmigrate ledger") from e
-            raise
+            raise PlanError(f"{self._path!r} is not a usable ledger: {e}") from e
         return None if row is None else str(row[0])
 
     def _set_meta(self, values: Mapping[str, str]) -> None:

@@ -266,6 +266,10 @@ def decode_item(line: str | bytes, *, format_version: int = FORMAT_VERSION) -> P
         data = json.loads(line)
     except ValueError as e:
         raise PlanError(f"plan item line is not JSON: {e}") from e
+    except RecursionError:
+        raise PlanError(
+            "plan item line is nested too deeply to be a plan item"
+        ) from None
     if not isinstance(data, dict):
         raise PlanError("plan item line is not a JSON object")
     if format_version < 2:
@@ -288,6 +292,10 @@ def decode_header(line: str | bytes) -> PlanHeader:
         data = json.loads(line)
     except ValueError as e:
         raise PlanError(f"the first line is not a plan header (not JSON: {e})") from e
+    except RecursionError:
+        raise PlanError(
+            "the first line is nested too deeply to be a plan header"
+        ) from None
     if not isinstance(data, dict) or "format_version" not in data:
         raise PlanError("the first line is not a carmigrate plan header")
     version = data["format_version"]
