@@ -218,3 +218,19 @@ def test_records_with_wrong_types_are_refused() -> None:
                 "created": None,
             }
         )
+
+
+def test_export_names_of_long_tenants_fit_a_file_system() -> None:
+    from carmigrate.recipes import export_name
+
+    long = "t" * 240
+    name = export_name(long)
+    assert len(name.encode()) <= 255
+    assert name.startswith("tenant-" + "t" * 100 + "-")
+    assert export_name(long) == name  # stable
+    assert export_name(long + "x") != name
+    utf = "é" * 200  # percent-encoded: 6 bytes each; no escape cut in half
+    name = export_name(utf)
+    assert len(name.encode()) <= 255
+    assert name.split("-")[1].endswith("%C3%A9")  # whole characters only
+    assert export_name("alice") == "tenant-alice.car"

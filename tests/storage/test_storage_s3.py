@@ -825,3 +825,17 @@ def test_content_md5_guards_every_put(s3: S3Server) -> None:
     assert len(sent) == 4
     for body, md5 in sent:
         assert md5 == base64.b64encode(hashlib.md5(body).digest()).decode()
+
+
+def test_a_missing_aws_profile_is_a_storage_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A missing profile names the store and the profile, no botocore traceback."""
+    from carmigrate.errors import StorageError
+    from carmigrate.storage import S3Store
+
+    monkeypatch.setenv("AWS_PROFILE", "carmigrate-no-such-profile")
+    with pytest.raises(
+        StorageError, match=r"s3://some-bucket: .*carmigrate-no-such-profile"
+    ):
+        S3Store("some-bucket")

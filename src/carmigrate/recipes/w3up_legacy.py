@@ -26,6 +26,7 @@ a fact), and ``exports/`` a space-export CAR per tenant.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -309,11 +310,22 @@ class W3upLegacyResult:
 def export_name(tenant: str | None) -> str:
     """The file name of a tenant's space export under ``exports/``.
 
-    ``default.car`` without a tenant, else ``tenant-<percent-encoded tenant>.car``.
+    ``default.car`` without a tenant, else ``tenant-<percent-encoded tenant>.car``;
+    a tenant whose encoded name would pass 200 bytes (file systems stop at
+    255) keeps the whole characters that fit 100 bytes and gets a hash of
+    the whole:
+    ``tenant-<start>-<16 hex digits of its SHA-256>.car``.
     """
     if not tenant:
         return "default.car"
-    return "tenant-" + urllib.parse.quote(tenant, safe="") + ".car"
+    quoted = urllib.parse.quote(tenant, safe="")
+    if len(quoted) > 200:
+        digest = hashlib.sha256(tenant.encode("utf-8")).hexdigest()[:16]
+        start = tenant[:100]
+        while len(urllib.parse.quote(start, safe="")) > 100:
+            start = start[:-1]  # whole characters, never half an escape
+        quoted = f"{urllib.parse.quote(start, safe='')}-{digest}"
+    return "tenant-" + quoted + ".car"
 
 
 # ----------------------------------------------------------------------

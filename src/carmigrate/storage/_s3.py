@@ -452,39 +452,46 @@ class S3Store:
                 "AWS_ENDPOINT_URL"
             )
             custom_endpoint = endpoint_url or env_endpoint
-            session = boto3.session.Session(
-                botocore_session=_botocore_session(),
-                aws_access_key_id=access_key_id,
-                aws_secret_access_key=secret_access_key,
-                aws_session_token=session_token,
-                region_name=region,
-                profile_name=profile,
-            )
-            if not session.region_name:
-                region = "us-east-1"
-            config = Config(
-                signature_version="s3v4",
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                max_pool_connections=max_pool_connections
-                or max(10, max_concurrency * 2 + 2),
-                s3={
-                    "addressing_style": addressing_style
-                    or ("path" if custom_endpoint else "auto")
-                },
-            )
-            self._client = session.client(
-                "s3",
-                endpoint_url=endpoint_url,
-                region_name=region,
-                config=config,
-                verify=verify,
-            )
+            import botocore.exceptions
+
+            try:
+                session = boto3.session.Session(
+                    botocore_session=_botocore_session(),
+                    aws_access_key_id=access_key_id,
+                    aws_secret_access_key=secret_access_key,
+                    aws_session_token=session_token,
+                    region_name=region,
+                    profile_name=profile,
+                )
+                if not session.region_name:
+                    region = "us-east-1"
+                config = Config(
+                    signature_version="s3v4",
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    max_pool_connections=max_pool_connections
+                    or max(10, max_concurrency * 2 + 2),
+                    s3={
+                        "addressing_style": addressing_style
+                        or ("path" if custom_endpoint else "auto")
+                    },
+                )
+                self._client = session.client(
+                    "s3",
+                    endpoint_url=endpoint_url,
+                    region_name=region,
+                    config=config,
+                    verify=verify,
+                )
+                credentials = session.get_credentials()
+            except botocore.exceptions.BotoCoreError as e:
+                raise StorageError(
+                    f"s3://{bucket}: cannot set up the S3 client: {e}"
+                ) from e
             self._owns_client = True
-            credentials = session.get_credentials()
             access_key = credentials.access_key if credentials is not None else None
         self._endpoint = _strip_userinfo(str(self._client.meta.endpoint_url))
         self._identity = (self._endpoint, access_key or f"client-{id(self._client)}")
