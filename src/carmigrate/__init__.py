@@ -7,6 +7,12 @@ and the CLI. ``import carmigrate`` loads nothing heavy; import the
 subpackage you need.
 """
 
+import logging
+
 from carmigrate._version import __version__
 
 __all__ = ["__version__"]
+
+# The library logs under "carmigrate.*" and never configures handlers: an
+# application (or the CLI's -v/-q) decides where records go.
+logging.getLogger("carmigrate").addHandler(logging.NullHandler())

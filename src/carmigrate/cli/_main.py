@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from carmigrate._version import __version__
 from carmigrate.errors import CarmigrateError
@@ -42,10 +44,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"carmigrate {__version__}"
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log what the library does to stderr (-v: progress, -vv: every retry)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="log errors only (no warnings)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in _registrars():
         register(sub)
     return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    """Send the library's log records to stderr, at the level the flags ask for."""
+    level = (
+        logging.ERROR
+        if quiet
+        else logging.DEBUG
+        if verbose >= 2
+        else logging.INFO
+        if verbose == 1
+        else logging.WARNING
+    )
+    root = logging.getLogger("carmigrate")
+    root.setLevel(level)
+    if not any(isinstance(h, _Stderr) for h in root.handlers):
+        handler = _Stderr()
+        handler.setFormatter(
+            logging.Formatter("carmigrate: %(levelname)s: %(message)s")
+        )
+        root.addHandler(handler)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (tests swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
     handler: Handler = args.handler
     try:
         return handler(args)

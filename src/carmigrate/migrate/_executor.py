@@ -9,6 +9,7 @@ the ledger.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import time
@@ -47,6 +48,7 @@ from carmigrate.storage import Store, SupportsTemporaryCleanup, is_local_url, op
 __all__ = ["RunResult", "StoreOptions", "execute", "resume"]
 
 _S = ItemState
+_log = logging.getLogger(__name__)
 _OURS: Final = (_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED)
 _POLL: Final = 0.25
 _GROUP_OBJECT: Final = 2 << 20
@@ -568,6 +570,15 @@ class _Executor:
                 selected_items += count
                 selected_bytes += nbytes
         self.emit(EventKind.RUN_STARTED, items=selected_items, bytes=selected_bytes)
+        _log.info(
+            "%s run %d of %s: %d items, %d bytes to do in stages %s",
+            self.kind,
+            self.run,
+            self.ledger.path,
+            selected_items,
+            selected_bytes,
+            ", ".join(self.stages),
+        )
         stop_reason = "interrupted"
         try:
             for stage in self.stages:
@@ -593,6 +604,14 @@ class _Executor:
                     items=self.items_done,
                     bytes=self.bytes_moved,
                 )
+        _log.info(
+            "run %d stopped (%s): %d items finished, %d failed, %d bytes sent",
+            self.run,
+            stop_reason,
+            self.items_done,
+            self.failures,
+            self.bytes_moved,
+        )
         return RunResult(
             run=self.run,
             stop_reason=stop_reason,

@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -59,6 +60,7 @@ SCHEMA_VERSION: Final = 2
 columns); 2: digests as JSON objects (``plan_digests``, ``digests``). Older
 ledgers are upgraded in place when opened for writing."""
 _ATTACH_CHUNK: Final = 100_000
+_log = logging.getLogger(__name__)
 
 _S = ItemState
 # For each target state, the states an item may come from.
@@ -528,6 +530,13 @@ class Ledger(UnitsMixin):
                 else:
                     self.backup_path = self._backup(number)
                     _upgrade(self._db, number, self._path)
+                    _log.warning(
+                        "upgraded ledger %s from schema %d to %d (backup: %s)",
+                        self._path,
+                        number,
+                        SCHEMA_VERSION,
+                        self.backup_path,
+                    )
         self._check_columns()
 
     backup_path: str | None = None

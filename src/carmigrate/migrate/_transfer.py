@@ -18,6 +18,7 @@ import collections
 import enum
 import hashlib
 import io
+import logging
 import random
 import threading
 import time
@@ -71,6 +72,8 @@ the cost of a small CAR); larger ones stream through a checker thread."""
 _RAW: Final = 0x55
 _CAR: Final = 0x0202
 _SHA256: Final = 0x12
+
+_log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """``progress(seq, nbytes)``: more bytes of item ``seq`` went through."""
@@ -683,6 +686,7 @@ class _Worker:
             except _Rejected as e:
                 return self.failed(str(e), e.offset, transient=False)
             except CarmigrateError as e:
+                error = f"{type(e).__name__}: {e}"
                 if not e.transient or self.attempts >= task.attempts:
                     return self.failed(
                         str(e) or type(e).__name__,
@@ -693,6 +697,12 @@ class _Worker:
                 return self.failed(
                     f"unexpected {type(e).__name__}: {e}", None, transient=False
                 )
+            _log.debug(
+                "%s: attempt %d failed (%s), retrying",
+                self.item.key,
+                self.attempts,
+                error,
+            )
             bound = min(task.max_delay, task.base_delay * (2 ** (self.attempts - 1)))
             # the module's generator: shared (seeding one per task costs more
             # than a small copy) and seeded afresh in forked workers

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import shutil
 import sqlite3
@@ -79,6 +80,7 @@ OptionsT = TypeVar("OptionsT")
 CLI: Final = "carmigrate.cli"
 """The attrs metadata key under which an option keeps its [CliOption][carmigrate.recipes.CliOption]."""
 WORK_LEDGER: Final = "ledger.db"
+_log = logging.getLogger(__name__)
 
 
 @attrs.frozen(kw_only=True)
@@ -537,6 +539,14 @@ def _run(
             ).n
             ctx.round = n
     summaries = tuple(loaded[p].summary() for p, _ in plan_files)
+    _log.info(
+        "%s: round %d %s, %d plans, %d items",
+        recipe.name,
+        ctx.round,
+        "resumed" if resumed else "planned",
+        len(summaries),
+        sum(s.items for s in summaries),
+    )
     results: list[RunResult] = []
     if plan_files and not ctx.dry_run:
         for path, ledger_path in plan_files:
