@@ -286,18 +286,22 @@ def _plan(
         "limits": limits,
         "ids": ids,
     }
-    if path is None:
-        items: list[PlanItem] = []
-        result = _build(
+
+    def build(out: Any, items: list[PlanItem] | None) -> dict[str, Any]:
+        return _build(
             pairs,
             dst,
             cohorts,
             stage_of,
-            None,
+            out,
             items,
             with_ids=ids.active,
             key_limit=key_limit,
         )
+
+    if path is None:
+        items: list[PlanItem] = []
+        result = build(None, items)
         return Plan(_header(header_fields, result, stage_list), items=tuple(items))
     target = os.path.abspath(os.fspath(path))
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".carmigrate-plan-")
@@ -308,16 +312,7 @@ def _plan(
             # spaces, so the items are never copied.
             room = len(serde.encode_header(_widest_header(header_fields, stage_list)))
             f.write(b" " * room + b"\n")
-            result = _build(
-                pairs,
-                dst,
-                cohorts,
-                stage_of,
-                f,
-                None,
-                with_ids=ids.active,
-                key_limit=key_limit,
-            )
+            result = build(f, None)
             header = _header(header_fields, result, stage_list)
             line = serde.encode_header(header).encode("ascii")
             if len(line) > room:  # pragma: no cover - the widest header bounds it
