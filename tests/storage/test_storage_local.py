@@ -488,3 +488,31 @@ def test_remove_temporary_deletes_only_stale_temp_files(tmp_path: Path) -> None:
     assert not fresh.exists()
     with pytest.raises(ValueError, match="older_than"):
         store.remove_temporary(older_than=-1)
+
+
+def test_remove_temporary_of_given_keys_only(tmp_path) -> None:
+    """Temporary files carry a tag of their key: only the given keys' go, any age."""
+    import os
+
+    from carmigrate.storage import LocalStore
+    from carmigrate.storage._local import _temp_prefix
+
+    store = LocalStore(tmp_path, create=True, fsync=False)
+    store.write("a/keep.bin", b"object")
+    (tmp_path / "a" / f"{_temp_prefix('dead.bin')}0123").write_bytes(b"partial")
+    (tmp_path / "a" / f"{_temp_prefix('alive.bin')}4567").write_bytes(b"other key")
+    (tmp_path / "a" / ".carmigrate.tmp.0123456789abcdef").write_bytes(b"old format")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / f"{_temp_prefix('dead.bin')}89ab").write_bytes(b"other folder")
+
+    assert store.remove_temporary(0, keys=["a/dead.bin", "nope/x.bin"]) == 1
+    left = sorted(os.listdir(tmp_path / "a"))
+    assert left == sorted(
+        [
+            "keep.bin",
+            f"{_temp_prefix('alive.bin')}4567",
+            ".carmigrate.tmp.0123456789abcdef",
+        ]
+    )
+    assert (tmp_path / "b" / f"{_temp_prefix('dead.bin')}89ab").exists()
+    assert [i.key for i in store.list()] == ["a/keep.bin"]

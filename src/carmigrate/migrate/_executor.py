@@ -258,6 +258,29 @@ def _writable(
     return opts
 
 
+def remove_temporary_of_crash(ledger: Ledger, destination: Store) -> int:
+    """Remove what writers killed with the last run left of the items it caught mid-copy.
+
+    Items the ledger holds ``COPYING`` were being written when a run died;
+    their writers are gone (this run holds the ledger), so the temporary
+    data of their keys goes, whatever its age, without searching the rest
+    of the destination. A clean stop leaves no such item: nothing is done.
+
+    Returns:
+        Temporary items removed.
+    """
+    if not isinstance(destination, SupportsTemporaryCleanup):
+        return 0
+    keys = [r.item.destination_key for r in ledger.items(state=ItemState.COPYING)]
+    if not keys:
+        return 0
+    removed = destination.remove_temporary(0, keys=keys)
+    _log.info(
+        "removed %d temporary files of %d items caught mid-copy", removed, len(keys)
+    )
+    return removed
+
+
 def _check_store(store: Store, url: str, what: str) -> None:
     if redact_url(store.url) != url:
         raise PlanError(
@@ -919,15 +942,8 @@ def _run_items(
     )
     try:
         stores = ctx.workers.stores
-        if (
-            kind == "resume"
-            and stores is not None
-            and isinstance(stores.destination, SupportsTemporaryCleanup)
-            and ledger.counts().get(ItemState.COPYING, 0)
-        ):
-            # items caught COPYING: their writers were killed, and may have
-            # left temporary files (a clean stop leaves none: no walk then)
-            stores.destination.remove_temporary()
+        if kind == "resume" and stores is not None:
+            remove_temporary_of_crash(ledger, stores.destination)
         coordinator = _Executor(
             ledger,
             ctx,
@@ -1066,8 +1082,9 @@ def resume(
     ``retry_failed``). If items were caught ``COPYING`` and the destination
     keeps temporary files of its own (it implements
     [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup],
-    as a local folder does), those more than an hour old (left by writers
-    the crash killed) are deleted first.
+    as a local folder does), the temporary files of those items' keys (left
+    by the writers the crash killed) are deleted first, whatever their age;
+    [verify][carmigrate.migrate.verify] does the same.
     Arguments as for [execute][carmigrate.migrate.execute].
 
     Raises:

@@ -28,6 +28,7 @@ from carmigrate.migrate._executor import (
     _Emitter,
     _stage_names,
     _worker_error,
+    remove_temporary_of_crash,
 )
 from carmigrate.migrate._ledger import ItemRecord, Ledger
 from carmigrate.migrate._model import ItemState, Limits
@@ -212,6 +213,9 @@ def verify(
         store_options=store_options,
     )
     run = ledger.start_run("verify", stages=names, limits=serde.unstructure(lim))
+    if ctx.workers.stores is not None:
+        # a crashed run's writers left temporary files of its items in flight
+        remove_temporary_of_crash(ledger, ctx.workers.stores.destination)
     emit = _Emitter(reporters, run)
     counts = {"checked": 0, "verified": 0, "promoted": 0, "unverifiable": 0}
     mismatches: list[tuple[str, str]] = []

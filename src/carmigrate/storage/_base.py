@@ -477,7 +477,9 @@ class SupportsTemporaryCleanup(Protocol):
     [capabilities_of][carmigrate.storage.capabilities_of]).
     """
 
-    def remove_temporary(self, older_than: float = 3600.0) -> int:
+    def remove_temporary(
+        self, older_than: float = 3600.0, *, keys: Iterable[str] | None = None
+    ) -> int:
         """Delete temporary data that writers left behind; return how much.
 
         Removes only temporary data whose last change is more than
@@ -488,6 +490,10 @@ class SupportsTemporaryCleanup(Protocol):
         Args:
             older_than: Minimum age in seconds of the temporary data to
                 delete.
+            keys: Only the temporary data of writes of these keys (whose
+                writers the caller knows are gone: a resumed plan's items
+                caught mid-write), wherever the store keeps it, without
+                searching the whole store; ``None``: all of it.
 
         Returns:
             How many temporary items (files) were removed; ``0`` when there

@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import errno
 import functools
+import hashlib
 import os
 import secrets
 import stat as stat_mod
@@ -48,11 +49,20 @@ from carmigrate.storage._keys import (
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
 __all__ = ["LocalStore"]
 
 RESERVED_PREFIX: Final = ".carmigrate."
+_TEMP_MARKER: Final = f"{RESERVED_PREFIX}tmp."
+
+
+def _temp_prefix(name: str) -> str:
+    """The start of the temporary files of writes of objects named ``name``."""
+    tag = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{_TEMP_MARKER}{tag}."
+
+
 """Names starting with this are the store's own (temporary files)."""
 
 _NAME_MAX: Final = 255
@@ -544,8 +554,8 @@ class LocalStore:
     # ------------------------------------------------------------------
     # writing
 
-    def _temp_name(self) -> str:
-        return f"{RESERVED_PREFIX}tmp.{secrets.token_hex(8)}"
+    def _temp_name(self, name: str) -> str:
+        return f"{_temp_prefix(name)}{secrets.token_hex(8)}"
 
     def _publish(
         self,
@@ -567,7 +577,7 @@ class LocalStore:
             attempt += 1
             dirs = self._open_dirs(key, parts[:-1], create=True)
             try:
-                tmp = self._temp_name()
+                tmp = self._temp_name(name)
                 try:
                     fd = os.open(
                         tmp,
@@ -731,7 +741,9 @@ class LocalStore:
             finally:
                 os.close(sub)
 
-    def remove_temporary(self, older_than: float = 3600.0) -> int:
+    def remove_temporary(
+        self, older_than: float = 3600.0, *, keys: Iterable[str] | None = None
+    ) -> int:
         """Delete temporary files that writers left behind; return how many.
 
         See [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup].
@@ -751,8 +763,15 @@ class LocalStore:
         after a crash. It walks the whole tree: on a very large one, prefer
         to run it when convenient.
 
+        A temporary file is named ``.carmigrate.tmp.<tag>.<random>`` in the
+        folder of its key, the tag being a hash of the key's last segment:
+        with ``keys``, only the folders of those keys are looked into, and
+        only their own temporary files removed (files of earlier versions,
+        without a tag, only by the walk).
+
         Args:
             older_than: Minimum age in seconds of a file to delete.
+            keys: Only the temporary files of writes of these keys.
 
         Raises:
             ValueError: ``older_than`` is negative.
@@ -760,6 +779,8 @@ class LocalStore:
         if older_than < 0:
             raise ValueError(f"older_than must be >= 0, got {older_than}")
         cutoff = time.time() - older_than
+        if keys is not None:
+            return self._remove_temporary_of(keys, cutoff)
         removed = 0
         marker = f"{RESERVED_PREFIX}tmp."
         for _, _, files, folder_fd in os.fwalk(self._root):
@@ -773,6 +794,36 @@ class LocalStore:
                         removed += 1
                 except OSError:
                     continue  # gone meanwhile (its writer finished), or not ours to remove
+        return removed
+
+    def _remove_temporary_of(self, keys: Iterable[str], cutoff: float) -> int:
+        by_folder: dict[tuple[str, ...], set[str]] = {}
+        for key in keys:
+            parts = key.split("/")
+            by_folder.setdefault(tuple(parts[:-1]), set()).add(_temp_prefix(parts[-1]))
+        removed = 0
+        for folder, prefixes in by_folder.items():
+            try:
+                dirs = self._open_dirs(
+                    "/".join(folder) or ".", list(folder), create=False
+                )
+            except (StorageError, OSError):
+                continue  # no such folder: nothing was written there
+            try:
+                for name in os.listdir(dirs.leaf):
+                    if not name.startswith(_TEMP_MARKER) or not any(
+                        name.startswith(p) for p in prefixes
+                    ):
+                        continue
+                    try:
+                        st = os.stat(name, dir_fd=dirs.leaf, follow_symlinks=False)
+                        if stat_mod.S_ISREG(st.st_mode) and st.st_mtime <= cutoff:
+                            os.unlink(name, dir_fd=dirs.leaf)
+                            removed += 1
+                    except OSError:
+                        continue  # gone meanwhile, or not ours to remove
+            finally:
+                dirs.close()
         return removed
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

@@ -30,7 +30,7 @@ from carmigrate.storage._base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
 __all__ = ["StoreWrapper"]
 
@@ -288,11 +288,20 @@ class _ForwardPresignedUrls(StoreWrapper, _made=True):
 
 
 class _ForwardTemporaryCleanup(StoreWrapper, _made=True):
-    def remove_temporary(self, older_than: float = 3600.0) -> int:
+    def remove_temporary(
+        self, older_than: float = 3600.0, *, keys: Iterable[str] | None = None
+    ) -> int:
         """The wrapped ``remove_temporary`` (see [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup])."""
         inner = cast("SupportsTemporaryCleanup", self.inner)
         return self.forward(
-            "remove_temporary", "", lambda: inner.remove_temporary(older_than)
+            "remove_temporary",
+            "",
+            # a store written before keys= still takes the plain call
+            lambda: (
+                inner.remove_temporary(older_than)
+                if keys is None
+                else inner.remove_temporary(older_than, keys=keys)
+            ),
         )
 
 
