@@ -42,3 +42,11 @@ def test_cli_reference_is_current(tmp_path) -> None:
     committed = (ROOT / "docs" / "reference" / "cli.md").read_text()
 
     assert committed == out.read_text(), "run scripts/gen_cli_reference.py"
+
+
+def test_index_links_every_tutorial_how_to_and_explanation() -> None:
+    """docs/index.md is the way in: every tutorial, how-to and explanation page is linked."""
+    index = (ROOT / "docs" / "index.md").read_text()
+    for folder in ("tutorial", "how-to", "explanation"):
+        for page in sorted((ROOT / "docs" / folder).glob("*.md")):
+            assert f"({folder}/{page.name})" in index, f"{folder}/{page.name}"
