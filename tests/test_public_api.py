@@ -136,6 +136,7 @@ PACKAGE_INTERNAL: dict[str, frozenset[str]] = {
     "carmigrate.cli._args": frozenset({"positive_float", "positive_int"}),
     "carmigrate.cli._car": frozenset({"register"}),
     "carmigrate.cli._commp": frozenset({"register"}),
+    "carmigrate.cli._doctor": frozenset({"cores", "register"}),
     "carmigrate.cli._main": frozenset({"build_parser"}),
     "carmigrate.cli._migrate": frozenset({"register"}),
     "carmigrate.cli._recipe": frozenset({"register"}),

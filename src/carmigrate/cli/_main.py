@@ -18,7 +18,7 @@ __all__ = ["build_parser", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 
-_GROUPS = ("_car", "_commp", "_aggregate", "_migrate", "_recipe")
+_GROUPS = ("_car", "_commp", "_aggregate", "_migrate", "_recipe", "_doctor")
 """Command modules, in help order; each has ``register(subparsers)``."""
 
 
@@ -34,6 +34,19 @@ def _registrars() -> list[
     return regs
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and which compiled cores are active."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any
+    ) -> None:
+        from carmigrate.cli._doctor import cores
+
+        active = ", ".join(f"{k} {v}" for k, v in cores().items())
+        print(f"carmigrate {__version__} ({active})")  # stdout, as argparse's version
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the full argument parser (every command group registered)."""
     parser = argparse.ArgumentParser(
@@ -42,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and pack it into Filecoin deals.",
     )
     parser.add_argument(
-        "--version", action="version", version=f"carmigrate {__version__}"
+        "--version",
+        action=_Version,
+        nargs=0,
+        help="show the version and the compiled cores in use, and exit",
     )
     parser.add_argument(
         "-v",
