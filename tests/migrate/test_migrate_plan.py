@@ -460,3 +460,21 @@ def test_an_id_rule_that_makes_a_bad_key_is_refused() -> None:
                 kind=IdKind.PREFIX, prefix="../", pattern="p/(abc)/", rewrite_key=True
             ),
         )
+
+
+@pytest.mark.parametrize("position", [0, 8191, 8192, 12_000, 19_999])
+@pytest.mark.parametrize("bad", ["x\nb", "x/./y", "x/../y", "x//y", "x\x7f", "x/"])
+def test_a_bad_key_anywhere_in_a_long_listing_is_found(position: int, bad: str) -> None:
+    """Keys are checked a batch at a time: a bad key in any batch is named."""
+    keys = [f"k{i:06d}" for i in range(20_000)]
+    keys[position] = keys[position] + bad
+    listing = [ListingEntry(k, 1) for k in keys]
+    with pytest.raises(PlanError, match="can never be written") as exc:
+        plan(
+            "memory://s",
+            MemoryStore("d"),
+            source_listing=listing,
+            destination_listing=[],
+            presorted=True,
+        )
+    assert repr(keys[position]) in str(exc.value)

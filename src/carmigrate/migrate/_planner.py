@@ -426,7 +426,13 @@ def _packed(entries: Iterable[ListingEntry]) -> Iterator[tuple[Any, ...]]:
     """
     for e in entries:
         d = e[3]
-        yield (e[0], e[1], e[2], digests_json(d) if d else None, e[4])
+        if not d:
+            yield (e[0], e[1], e[2], None, e[4])
+        elif type(d) is dict and len(d) == 1:  # one digest: no call
+            for k in d:
+                yield (e[0], e[1], e[2], f'{{"{k}":"{d[k]}"}}', e[4])
+        else:
+            yield (e[0], e[1], e[2], digests_json(d), e[4])
 
 
 def _with_ids(src: Iterator[ListingEntry], rule: IdRule) -> Iterator[tuple[Any, ...]]:
@@ -457,8 +463,9 @@ def _build(
     """The hot loop: merge-join, classify and encode every item.
 
     With ``key_limit``, every destination key is held to the rules of
-    ``validate_key`` with that length limit (a cheap test first, the full
-    check only for keys it cannot clear).
+    ``validate_key`` with that length limit, a batch of keys at a time before
+    the batch's lines are written (one cheap test of the whole batch first,
+    the full check key by key only for a batch it cannot clear).
 
     ``src`` yields entries (or ``(destination key, entry, old id, new id)``
     with ``with_ids``), ``dst`` entries, both sorted by the join key. Lines
@@ -484,6 +491,10 @@ def _build(
     last_action: Action | None = None
     stage = head = tail = ""
     t: list[int] = [0, 0]
+    # destination keys to check (and their source keys if an ID rule made
+    # them), a batch at a time before its lines are written
+    checked: list[str] | None = None if key_limit is None else []
+    checked_sources: list[str] = []
     # Both inputs are checked to ascend as they are read (the join relies
     # on it, and it catches repeated keys); "" is below every valid key.
     s = next(src, None)
@@ -585,17 +596,10 @@ def _build(
                 dst_prev = d[0]
         else:
             skey, size, etag, digests, cold = e
-            if key_limit is not None and not (
-                dkey
-                and dkey.isprintable()
-                and len(dkey) * 4 <= key_limit
-                and dkey[0] != "/"
-                and dkey[-1] != "/"
-                and dkey[0] != "."
-                and "//" not in dkey
-                and "/." not in dkey
-            ):
-                _check_destination_key(dkey, skey, key_limit)
+            if checked is not None:
+                checked.append(dkey if with_ids else skey)
+                if with_ids:
+                    checked_sources.append(skey)
             if segments == 1:
                 cut = skey.find("/")
                 cohort = skey[:cut] if cut > 0 else ""
@@ -664,10 +668,18 @@ def _build(
                 )
         append(text)
         if len(buf) >= write_batch:
-            sink.write(("\n".join(buf) + "\n").encode("ascii"))
+            if checked:
+                _check_destination_keys(checked, checked_sources, key_limit)
+                checked.clear()
+                checked_sources.clear()
+            append("")  # the batch's last newline, without copying the text
+            sink.write("\n".join(buf).encode("ascii"))
             buf.clear()
+    if checked:
+        _check_destination_keys(checked, checked_sources, key_limit)
     if buf:
-        sink.write(("\n".join(buf) + "\n").encode("ascii"))
+        append("")
+        sink.write("\n".join(buf).encode("ascii"))
     return {
         "item_count": sum(v[0] for v in totals.values()),
         "items_digest": sink.close(),
@@ -703,6 +715,39 @@ def _max_key_length(store: Store | str) -> int | None:
     if isinstance(store, str):
         return None
     return capabilities_of(store).max_key_length
+
+
+def _check_destination_keys(
+    dkeys: list[str], skeys: list[str], limit: int | None
+) -> None:
+    """Refuse the first of ``dkeys`` no store can be written under.
+
+    One test of the whole batch clears it in the common case (each key
+    printable, not empty, within ``limit``, no empty or dot-led segment, no
+    leading or trailing ``/``); a batch it cannot clear is checked key by
+    key. ``skeys`` are the source keys of ``dkeys`` when an ID rule made
+    them (else empty).
+
+    Raises:
+        PlanError: A key breaks a key rule (named with its source key).
+    """
+    joined = "\n".join(dkeys)  # "\n" is in no valid key
+    if (
+        joined.count("\n") == len(dkeys) - 1
+        and joined[:1] not in ("", "/", ".")
+        and joined[-1] != "/"
+        and "\n\n" not in joined
+        and "\n/" not in joined
+        and "/\n" not in joined
+        and "\n." not in joined
+        and "//" not in joined
+        and "/." not in joined
+        and " ".join(dkeys).isprintable()
+        and (limit is None or limit >= _NO_LIMIT or max(map(len, dkeys)) * 4 <= limit)
+    ):
+        return
+    for i, dkey in enumerate(dkeys):
+        _check_destination_key(dkey, skeys[i] if skeys else dkey, limit or _NO_LIMIT)
 
 
 def _check_destination_key(dkey: str, skey: str, limit: int) -> None:

@@ -366,76 +366,87 @@ def make_line_encoder(cls: type) -> LineEncoder:
                 f"{cls.__name__}.{s.attr}: a line_cache field must be required"
             )
 
-    pieces = []
+    # Each field is one f-string part (an expression: the key and value, or
+    # "" when the field is left out); a line is built in one go, with no
+    # intermediate strings. A digest map is encoded by a statement first.
+    env: dict[str, Any] = {
+        "q": _q,
+        "dj": _dj,
+        "lj": _list_json,
+        "DM": DigestMap,
+        "DQ": '"',
+    }
+    parts: list[str] = []
+    preludes: dict[int, str] = {}
     for i, s in enumerate(specs):
         a = s.attr
         k = s.kind
-        key = ("," if i else "{") + f'"{a}":'
+        key = f"K{i}"
+        env[key] = ("," if i else "{") + f'"{a}":'
         if k is ColumnKind.TEXT:
-            val = (
-                f"q({a})" if not s.required else f"('null' if {a} is None else q({a}))"
-            )
+            val = f"q({a})" if not s.required else f"'null' if {a} is None else q({a})"
         elif k is ColumnKind.INT:
-            val = "f'{" + a + ":d}'"
+            val = a
         elif k is ColumnKind.REAL:
             val = f"repr(float({a}))"
         elif k is ColumnKind.BOOL:
-            val = f"('true' if {a} else 'false')"
+            val = f"'true' if {a} else 'false'"
         elif k is ColumnKind.ENUM:
-            val = f"'\"' + {a}.value + '\"'"
+            val = f"DQ + {a}.value + DQ"
         elif k is ColumnKind.DIGESTS:
-            # a DigestMap keeps its JSON once made
-            val = f"(({a}._json or dj({a})) if type({a}) is DM else dj({a}))"
+            # one digest in a plain dict (a listing's entry) needs no call; a
+            # DigestMap keeps its JSON once made; the sort carries JSON text
+            preludes[i] = (
+                f"    if not {a}:\n"
+                f"        {a}_ = ''\n"
+                f"    elif type({a}) is dict and len({a}) == 1:\n"
+                f"        ((_k, _v),) = {a}.items()\n"
+                f'        {a}_ = f\'{{{key}}}{{{{"{{_k}}":"{{_v}}"}}}}\'\n'
+                f"    elif type({a}) is str:\n"
+                f"        {a}_ = {key} + {a}\n"
+                f"    else:\n"
+                f"        {a}_ = {key} + (({a}._json or dj({a})) if type({a}) is DM else dj({a}))\n"
+            )
+            parts.append(f"{{{a}_}}")
+            continue
         else:
             val = f"lj({a})"
-        piece = f"{key!r} + {val}"
         if s.omit_if_same_as is not None:
-            cond = f"{s.omit_if_same_as} is None or {a} != {s.omit_if_same_as}"
+            other = s.omit_if_same_as
+            cond = f"{other} is None or {a} != {other}"
         elif s.required:
             cond = None
-        elif k in (ColumnKind.BOOL, ColumnKind.DIGESTS, ColumnKind.LIST):
+        elif k in (ColumnKind.BOOL, ColumnKind.LIST):
             cond = a
         else:
             cond = f"{a} is not None"
-        if k is ColumnKind.DIGESTS:
-            # one digest in a plain dict (a listing's entry): no call at all
-            pieces.append(
-                f"    if {a}:\n"
-                f"        if type({a}) is str:\n"
-                f"            out += {key!r} + {a}\n"
-                f"        elif type({a}) is dict and len({a}) == 1:\n"
-                f"            ((_k, _v),) = {a}.items()\n"
-                f"            out += {key!r} + '{{\"' + _k + '\":\"' + _v + '\"}}'\n"
-                f"        else:\n"
-                f"            out += {piece}"
-            )
+        literal = env[key].replace("{", "{{")
+        if k is ColumnKind.INT:
+            text = f"{literal}{{{a}:d}}"
+            if cond is not None:
+                text = f"{{{key} + format({a}, 'd') if {cond} else ''}}"
         elif cond is None:
-            pieces.append(f"    out += {piece}")
+            text = f"{literal}{{{val}}}"
         else:
-            pieces.append(f"    if {cond}:\n        out += {piece}")
+            text = f"{{{key} + ({val}) if {cond} else ''}}"
+        parts.append(text)
 
-    def fn(name: str, params: list[str], start: str, lines: list[str], end: str) -> str:
-        return (
-            f"def {name}({', '.join(params)}):\n    out = {start}\n"
-            + "".join(line + "\n" for line in lines)
-            + f"    return out{end}\n"
-        )
+    def fn(name: str, params: list[str], lo: int, hi: int, start: str, end: str) -> str:
+        prelude = "".join(preludes.get(i, "") for i in range(lo, hi))
+        body = start + "".join(parts[lo:hi]) + end
+        return f'def {name}({", ".join(params)}):\n{prelude}    return f"""{body}"""\n'
 
     keys = [s.attr for s in specs]
     head_keys, body_keys = keys[:nh], keys[nh : len(keys) - nt]
     tail_keys = keys[len(keys) - nt :]
-    env = {"q": _q, "dj": _dj, "lj": _list_json, "DM": DigestMap}
+    n = len(keys)
     source = "\n".join(
         [
-            fn("full", keys, "''", pieces, " + '}'"),
-            fn("head", head_keys, "''", pieces[:nh], ""),
-            fn("tail", tail_keys, "''", pieces[len(keys) - nt :], " + '}'"),
+            fn("full", keys, 0, n, "", "}}"),
+            fn("head", head_keys, 0, nh, "", ""),
+            fn("tail", tail_keys, n - nt, n, "", "}}"),
             fn(
-                "body",
-                ["head_", "tail_", *body_keys],
-                "head_",
-                pieces[nh : len(keys) - nt],
-                " + tail_",
+                "body", ["head_", "tail_", *body_keys], nh, n - nt, "{head_}", "{tail_}"
             ),
         ]
     )
