@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
+from carmigrate import _html
 from carmigrate.aggregate._index import (
     ENTRY_SIZE,
     SegmentIndexEntry,
@@ -14,11 +15,14 @@ from carmigrate.aggregate._index import (
 )
 from carmigrate.aggregate._proof import InclusionProof, ProofData
 from carmigrate.aggregate._tree import SparseTree
+from carmigrate.commp import PieceInfo
 from carmigrate.commp.lowlevel import hash_node
 from carmigrate.errors import AggregateError, AggregateFullError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+
+    from carmigrate.cid import CID
 
 __all__ = [
     "Aggregate",
@@ -288,6 +292,34 @@ class Aggregate:
         return self.deal_size
 
     @property
+    def piece_cid(self) -> CID:
+        """The aggregate's PieceCID v1 (``baga6ea4seaq…``): the commitment as a CID.
+
+        The CID of [root][carmigrate.aggregate.Aggregate.root] with codec
+        ``fil-commitment-unsealed`` and multihash
+        ``sha2-256-trunc254-padded``, as
+        [PieceInfo.cid_v1][carmigrate.commp.PieceInfo.cid_v1] makes it. It
+        carries no size: a deal names the aggregate by this CID together
+        with ``deal_size``, as ``carmigrate aggregate verify-proof
+        --aggregate CID --deal-size N`` takes them. It is the ``piece_cid``
+        an [AggregateQueue][carmigrate.aggregate.AggregateQueue] records for
+        the same aggregate.
+        """
+        return PieceInfo(self.root, self.deal_size).cid_v1
+
+    @property
+    def piece_cid_v2(self) -> CID:
+        """The aggregate's PieceCID v2 (FRC-0069, ``bafkzcib…``): height and root, padding 0.
+
+        An aggregate is always a full piece, so its v2 CID has padding 0
+        (commp-spec §6) and carries the deal size. It is the
+        ``piece_cid_v2`` an [AggregateQueue][carmigrate.aggregate.AggregateQueue]
+        records for the same aggregate.
+        """
+        size = self.deal_size
+        return PieceInfo(self.root, size, size // 128 * 127).cid_v2
+
+    @property
     def data_end(self) -> int:
         """Padded offset just past the last piece."""
         last = self.placements[-1]
@@ -329,6 +361,38 @@ class Aggregate:
     def proofs(self) -> list[InclusionProof]:
         """Inclusion proofs of every piece, in piece order."""
         return [self.proof(j) for j in range(len(self.placements))]
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: PieceCIDs, deal size and use, and the placements."""
+        h = _html
+        used = sum(p.size for p in self.placements)
+        pairs: list[tuple[str, object]] = [
+            ("PieceCID v1", h.code(self.piece_cid)),
+            ("PieceCID v2", h.code(self.piece_cid_v2)),
+            ("deal size", h.nbytes(self.deal_size)),
+            ("pieces", f"{len(self.placements)} of {self.max_entries} index entries"),
+            ("covered by pieces", h.nbytes(used)),
+            ("alignment holes", h.nbytes(self.data_end - used)),
+            ("free before the index", h.nbytes(self.index_start - self.data_end)),
+        ]
+        rows = (
+            (
+                p.position,
+                h.code(PieceInfo(p.root, p.size).cid_v1),
+                h.nbytes(p.size),
+                p.offset,
+            )
+            for p in self.placements[: h.MAX_ROWS]
+        )
+        return h.block(
+            h.Markup(f"<b>Aggregate</b> {h.code(self.piece_cid)}"),
+            h.facts(pairs),
+            h.table(
+                ("position", "PieceCID v1", "padded size", "offset"),
+                rows,
+                total=len(self.placements),
+            ),
+        )
 
     def __repr__(self) -> str:
         return (

@@ -29,6 +29,7 @@ from typing import Final
 
 import attrs
 
+from carmigrate import _html
 from carmigrate.aggregate._builder import (
     Aggregate,
     AggregateBuilder,
@@ -268,6 +269,68 @@ class PackResult:
 
     aggregates: tuple[PlannedAggregate, ...]
     leftover: tuple[PackItem, ...]
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: each planned aggregate's fill and cost, then what waits."""
+        h = _html
+        waiting = sum(i.size for i in self.leftover)
+        aggregates = (
+            (
+                n,
+                a.reason,
+                len(a.pieces),
+                h.nbytes(a.deal_size),
+                h.nbytes(a.used),
+                h.nbytes(a.payload),
+                h.nbytes(a.alignment_waste),
+                h.nbytes(a.padding_cost),
+                h.yes_no(a.in_window),
+                ", ".join(sorted({i.tenant for i in a.items if i.tenant is not None})),
+            )
+            for n, a in enumerate(self.aggregates[: h.MAX_ROWS])
+        )
+        leftover = (
+            (h.code(i.key), h.nbytes(i.size), i.tenant or "", i.group or "")
+            for i in self.leftover[: h.MAX_ROWS]
+        )
+        parts = [
+            h.table(
+                (
+                    "#",
+                    "reason",
+                    "pieces",
+                    "deal size",
+                    "covered",
+                    "payload",
+                    "alignment holes",
+                    "padding",
+                    "in window",
+                    "tenants",
+                ),
+                aggregates,
+                total=len(self.aggregates),
+            )
+            if self.aggregates
+            else h.Markup("<p>No aggregate yet.</p>"),
+        ]
+        if self.leftover:
+            parts += [
+                h.heading(f"Waiting: {h.count(len(self.leftover), 'piece')}"),
+                h.table(
+                    ("key", "padded size", "tenant", "group"),
+                    leftover,
+                    total=len(self.leftover),
+                ),
+            ]
+        return h.block(
+            h.Markup(
+                f"<b>Packing</b>: {h.count(len(self.aggregates), 'aggregate')}, "
+                f"{h.count(len(self.leftover), 'piece')} waiting "
+                f"({h.nbytes(waiting)} padded); not built yet "
+                "(<code>build()</code> computes each PieceCID)"
+            ),
+            *parts,
+        )
 
 
 Policy = Callable[[Sequence[PackItem], PackingConstraints, float | None], PackResult]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, SupportsIndex
 
 import attrs
 
+from carmigrate import _html
 from carmigrate.cid import CID, Multihash, as_cid, codec_name, hash_name
 from carmigrate.cid.lowlevel import decode_varint, encode_varint
 from carmigrate.commp._sizes import (
@@ -228,6 +229,28 @@ class PieceInfo:
             )
             raise PieceError(msg)
         return _v2(self.root, self.height, padding)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the PieceCIDs (never the raw root), sizes and height."""
+        h = _html
+        v2: object
+        if self.payload_size is None:
+            v2 = "unknown (the payload size, so the padding, is not known)"
+        else:
+            v2 = h.code(self.cid_v2)
+        pairs: list[tuple[str, object]] = [
+            ("PieceCID v1", h.code(self.cid_v1)),
+            ("PieceCID v2", v2),
+            ("padded size", h.nbytes(self.padded_size)),
+            ("unpadded size", h.nbytes(self.unpadded_size)),
+            (
+                "payload",
+                "unknown" if self.payload_size is None else h.nbytes(self.payload_size),
+            ),
+            ("padding", "unknown" if self.padding is None else h.nbytes(self.padding)),
+            ("tree height", self.height),
+        ]
+        return h.block(h.Markup(f"<b>Piece</b> {h.code(self.cid_v1)}"), h.facts(pairs))
 
     @classmethod
     def from_cid(

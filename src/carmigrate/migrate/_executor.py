@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import attrs
 
+from carmigrate import _html
 from carmigrate.errors import PlanError
 from carmigrate.migrate import serde
 from carmigrate.migrate._events import Event, EventKind, Reporter
@@ -33,6 +34,7 @@ from carmigrate.migrate._model import (
     PlanHeader,
 )
 from carmigrate.migrate._plan import Plan, redact_url
+from carmigrate.migrate._report import open_items, state_rows
 from carmigrate.migrate._scheduler import RUNNABLE as _RUNNABLE
 from carmigrate.migrate._scheduler import Scheduler
 from carmigrate.migrate._transfer import (
@@ -119,6 +121,44 @@ class RunResult:
         open_states = (_S.PENDING, _S.WARMING, _S.COPYING, _S.COPIED)
         return self.stop_reason == "done" and not any(
             self.counts.get(s, 0) for s in open_states
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: how the run ended, whether it is complete (or why not), the counts."""
+        h = _html
+        if self.complete:
+            complete = "yes"
+        elif self.stop_reason != "done":
+            complete = f"no: stopped early ({self.stop_reason}); resume continues"
+        else:
+            complete = f"no: {open_items(self.counts)}"
+        rate = self.bytes / self.seconds if self.seconds > 0 else None
+        pairs: list[tuple[str, object]] = [
+            ("stopped because", self.stop_reason),
+            ("complete", complete),
+            ("items finished", self.items),
+            ("failed", self.failures),
+            (
+                "bytes sent",
+                h.Markup(
+                    f"{h.nbytes(self.bytes)} in {h.text(h.seconds(self.seconds))}"
+                    + (f" ({h.nbytes(round(rate))}/s)" if rate else "")
+                ),
+            ),
+        ]
+        parts = [h.facts(pairs), h.table(("state", "items"), state_rows(self.counts))]
+        if self.tenant_waits:
+            waits = sorted(self.tenant_waits.items(), key=lambda kv: (-kv[1], kv[0]))
+            parts += [
+                h.heading("Held back by the per-tenant limits"),
+                h.table(
+                    ("tenant", "seconds"),
+                    ((h.code(t), round(w, 3)) for t, w in waits[: h.MAX_ROWS]),
+                    total=len(waits),
+                ),
+            ]
+        return h.block(
+            h.Markup(f"<b>Run {self.run}</b>: {h.text(self.stop_reason)}"), *parts
         )
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Final
 
 import attrs
 
+from carmigrate import _html
 from carmigrate.migrate._model import Action, Limits, PlanHeader
 
 __all__ = ["PlanSummary", "summarize", "summary_html"]
@@ -73,6 +73,13 @@ class PlanSummary:
             for stage, action, count, nbytes in self.by_stage
         ]
         return "\n".join(lines) + "\n"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the counts, bytes and estimate, and a row per stage and action."""
+        extras = sum(
+            n for action, n, _ in self.by_action if action == Action.EXTRA.value
+        )
+        return summary_html(self, extras=extras)
 
 
 def _human_bytes(n: int) -> str:
@@ -175,20 +182,25 @@ def summarize(
 
 
 def summary_html(s: PlanSummary, *, extras: int) -> str:
-    """A plan summary as an HTML fragment (Jupyter's rich display)."""
-    esc = html.escape
-    rows = "".join(
-        f"<tr><td>{esc(stage)}</td><td>{esc(action)}</td>"
-        f"<td style='text-align:right'>{count}</td>"
-        f"<td style='text-align:right'>{esc(_human_bytes(nbytes))}</td></tr>"
-        for stage, action, count, nbytes in s.by_stage
+    """A plan summary as an HTML fragment (Jupyter's rich display).
+
+    Escaped throughout; at most ``_html.MAX_ROWS`` stage rows.
+    """
+    h = _html
+    estimate = f", about {_human_seconds(s.seconds)}" if s.seconds is not None else ""
+    line = h.Markup(
+        f"{s.items} items, {h.nbytes(s.bytes)}; {s.transfer_items} to copy "
+        f"({h.nbytes(s.transfer_bytes)}), {s.compare_items} to compare, "
+        f"{extras} only at the destination; about {s.requests} requests"
+        f"{h.text(estimate)}"
     )
-    return (
-        f"<div><p><b>Plan</b> <code>{esc(s.plan_id)}</code><br>"
-        f"{esc(s.source)} → {esc(s.destination)}<br>"
-        f"{s.items} items, {esc(_human_bytes(s.bytes))}; {s.transfer_items} to copy "
-        f"({esc(_human_bytes(s.transfer_bytes))}), {s.compare_items} to compare, "
-        f"{extras} only at the destination</p>"
-        "<table><thead><tr><th>stage</th><th>action</th><th>items</th>"
-        f"<th>bytes</th></tr></thead><tbody>{rows}</tbody></table></div>"
+    rows = (
+        (stage, action, count, h.nbytes(nbytes))
+        for stage, action, count, nbytes in s.by_stage[: h.MAX_ROWS]
+    )
+    return h.block(
+        h.Markup(f"<b>Plan</b> {h.code(s.plan_id)}"),
+        h.Markup(f"<p>{line}</p>"),
+        h.table(("stage", "action", "items", "bytes"), rows, total=len(s.by_stage)),
+        subtitle=f"{s.source} → {s.destination}",
     )

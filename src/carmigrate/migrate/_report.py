@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from carmigrate import _html
 from carmigrate.migrate import serde
 from carmigrate.migrate._ledger import Ledger, RunRecord
 from carmigrate.migrate._model import Action, ItemState
@@ -17,6 +18,22 @@ from carmigrate.migrate._model import Action, ItemState
 __all__ = ["Report", "ReportEntry", "Status", "report", "status"]
 
 _OPEN = (ItemState.PENDING, ItemState.WARMING, ItemState.COPYING, ItemState.COPIED)
+
+
+def open_items(counts: Mapping[ItemState, int] | Mapping[str, int]) -> str:
+    """What keeps a migration from being complete: ``"3 pending, 1 copying"``.
+
+    Empty when no item is pending, warming, in flight or unchecked.
+    """
+    by_value = {getattr(s, "value", s): n for s, n in counts.items()}
+    return ", ".join(
+        f"{by_value[s.value]} {s.value}" for s in _OPEN if by_value.get(s.value)
+    )
+
+
+def state_rows(counts: Mapping[ItemState, int]) -> list[tuple[str, int]]:
+    """``(state, items)`` for the states with items, in the states' own order."""
+    return [(s.value, counts[s]) for s in ItemState if counts.get(s)]
 
 
 @attrs.frozen(kw_only=True)
@@ -161,6 +178,85 @@ class Report:
             out += [f"| {_cell(what)} | {n} |" for what, n in self.fidelity_losses]
         return "\n".join(out) + "\n"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the counts, completeness, and the items named by state."""
+        h = _html
+        left = open_items({s: n for s, n, _ in self.by_state})
+        complete = "yes" if self.complete else f"no: {left or 'items are open'}"
+        moved = h.Markup(
+            f"{h.nbytes(self.bytes_moved)} in {h.text(h.seconds(self.seconds))}"
+            + (f" ({h.nbytes(round(self.throughput))}/s)" if self.throughput else "")
+        )
+        pairs: list[tuple[str, object]] = [
+            ("items", self.items),
+            ("planned", h.nbytes(self.planned_bytes)),
+            ("verified", self.verified),
+            ("unverifiable (carried, nothing independent compared)", self.unverifiable),
+            ("failed", self.failures_count),
+            ("conflicts left alone", self.conflicts_count),
+            ("only at the destination (not touched)", self.extras),
+            ("rolled back", self.rolled_back),
+            ("bytes sent", moved),
+            ("runs", self.runs),
+            ("complete", complete),
+        ]
+        parts = [
+            h.facts(pairs),
+            h.heading("By stage"),
+            h.table(
+                ("stage", "state", "items", "bytes"),
+                ((st, state, n, h.nbytes(b)) for st, state, n, b in self.by_stage),
+            ),
+        ]
+        if self.failures_count:
+            parts += [
+                h.heading(f"Failures ({self.failures_count})"),
+                h.table(
+                    ("key", "reason", "attempts", "offset"),
+                    (
+                        (
+                            h.code(e.key),
+                            e.reason or "",
+                            e.attempts,
+                            "" if e.offset is None else e.offset,
+                        )
+                        for e in self.failures[: h.MAX_ROWS]
+                    ),
+                    total=max(self.failures_count, len(self.failures)),
+                ),
+            ]
+        if self.conflicts_count:
+            parts += [
+                h.heading(f"Conflicts ({self.conflicts_count})"),
+                h.table(
+                    ("key", "reason"),
+                    (
+                        (h.code(e.key), e.reason or "")
+                        for e in self.conflicts[: h.MAX_ROWS]
+                    ),
+                    total=max(self.conflicts_count, len(self.conflicts)),
+                ),
+            ]
+        if self.unverifiable:
+            parts += [
+                h.heading(f"Unverifiable ({self.unverifiable})"),
+                h.table(
+                    ("key",),
+                    ((h.code(e.key),) for e in self.unverifiable_items[: h.MAX_ROWS]),
+                    total=max(self.unverifiable, len(self.unverifiable_items)),
+                ),
+            ]
+        if self.fidelity_losses:
+            parts += [
+                h.heading("Fidelity losses"),
+                h.table(("lost", "items"), self.fidelity_losses),
+            ]
+        return h.block(
+            h.Markup(f"<b>Migration report</b> for plan {h.code(self.plan_id)}"),
+            *parts,
+            subtitle=f"{self.source} → {self.destination}",
+        )
+
 
 def _cell(text: str | None) -> str:
     """Text for a Markdown table cell: pipes escaped, line breaks made spaces."""
@@ -300,6 +396,53 @@ class Status:
     last_run: RunRecord | None
     running: bool
     stop_requested: bool
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: progress, completeness, the last run and the counts."""
+        h = _html
+        items = sum(self.counts.values())
+        left = open_items(self.counts)
+        failed = self.counts.get(ItemState.FAILED, 0)
+        pct = (
+            f" ({100 * self.bytes_done / self.bytes_total:.0f}%)"
+            if self.bytes_total
+            else ""
+        )
+        pairs: list[tuple[str, object]] = [
+            ("items", items),
+            (
+                "done",
+                h.Markup(
+                    f"{h.nbytes(self.bytes_done)} of {h.nbytes(self.bytes_total)}{pct}"
+                ),
+            ),
+            ("complete", f"no: {left}" if left else "yes"),
+            ("failed", failed),
+            ("running now", h.yes_no(self.running)),
+            ("stop requested", h.yes_no(self.stop_requested)),
+            ("last run", _last_run(self.last_run)),
+        ]
+        return h.block(
+            h.Markup(f"<b>Status</b> of plan {h.code(self.plan_id)}"),
+            h.facts(pairs),
+            h.table(("state", "items"), state_rows(self.counts)),
+            h.heading("By stage"),
+            h.table(("stage", "state", "items"), self.stages),
+            subtitle=f"{self.source} → {self.destination}",
+        )
+
+
+def _last_run(run: RunRecord | None) -> str:
+    if run is None:
+        return "none yet"
+    what = f"{run.id} ({run.kind})"
+    if run.finished is None:
+        return f"{what} did not record its end (still running, or killed)"
+    return (
+        f"{what}: {run.stop_reason or 'done'}; {run.items} items, "
+        f"{_html.human_bytes(run.bytes)} sent, {run.failures} failed, "
+        f"{_html.seconds(run.finished - run.started)}"
+    )
 
 
 def status(ledger: Ledger) -> Status:
