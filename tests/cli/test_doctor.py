@@ -28,3 +28,15 @@ def test_doctor_measures_here(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["commp_mb_s"] > 0
     assert main(["doctor"]) == 0
     assert "x the SHA-256 bound" in capsys.readouterr().out
+
+
+def test_doctor_measures_the_reference_slowdown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The slowdown of the fallback is measured here, never only stated."""
+    assert main(["doctor", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["commp_reference_mb_s"] > 0
+    assert data["commp_x_reference"] == pytest.approx(
+        data["commp_mb_s"] / data["commp_reference_mb_s"], rel=0.1
+    )

@@ -26,7 +26,12 @@ sys.meta_path.insert(0, _Block())
 """
 
 REPORT = """
-import json, warnings
+import json, logging, warnings
+records = []
+class _Keep(logging.Handler):
+    def emit(self, record):
+        records.append((record.name, record.levelname, record.getMessage()))
+logging.getLogger("carmigrate").addHandler(_Keep())
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     try:
@@ -34,11 +39,15 @@ with warnings.catch_warnings(record=True) as caught:
     except ImportError as exc:
         print(json.dumps({"error": str(exc)}))
         raise SystemExit(0)
-info = c.commp(bytes(range(200)))
+    at_import = list(records)
+    info = c.commp(bytes(range(200)))
+    c.commp(bytes(range(100)))  # a second computation logs nothing more
 print(json.dumps({
     "impl": c.IMPLEMENTATION,
     "available": list(c.available_implementations()),
     "warnings": [str(w.message) for w in caught],
+    "logged_at_import": at_import,
+    "logged": records,
     "cid": str(info.cid_v1),
 }))
 """
@@ -99,14 +108,33 @@ def test_env_rejects_unknown_values() -> None:
     assert "CARMIGRATE_COMMP='native-sparc' is not available" in str(got["error"])
 
 
-def test_without_the_core_the_reference_runs_with_one_warning() -> None:
+def test_without_the_core_the_reference_runs_and_says_so_once() -> None:
+    """No warning at import (every command would pay it); one log record on use."""
     got = _run(None, block=True)
     assert got["impl"] == "reference"
     assert got["available"] == ["reference"]
-    assert len(got["warnings"]) == 1  # type: ignore[arg-type]
-    assert "compiled core is not available" in got["warnings"][0]  # type: ignore[index]
-    assert "blocked by the test" in got["warnings"][0]  # type: ignore[index]
+    assert got["warnings"] == []
+    assert got["logged_at_import"] == []
+    assert len(got["logged"]) == 1, got["logged"]  # type: ignore[arg-type]
+    name, level, message = got["logged"][0]  # type: ignore[index]
+    assert (name, level) == ("carmigrate.commp", "WARNING")
+    assert "compiled core is not available" in message
+    assert "blocked by the test" in message
+    assert "20 times slower" in message
     assert got["cid"] == _run("reference")["cid"]
+
+
+def test_without_the_core_version_names_the_reference_without_a_warning() -> None:
+    code = BLOCK_NATIVE + "from carmigrate.cli import main; main(['--version'])"
+    out = subprocess.run(
+        [sys.executable, "-W", "always", "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "commp reference" in out.stdout
+    assert out.stderr == ""
 
 
 def test_without_the_core_native_is_an_import_error() -> None:
@@ -119,3 +147,4 @@ def test_without_the_core_an_explicit_reference_is_silent() -> None:
     got = _run("reference", block=True)
     assert got["impl"] == "reference"
     assert got["warnings"] == []
+    assert got["logged"] == []
