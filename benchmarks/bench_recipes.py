@@ -47,9 +47,9 @@ from carmigrate.cid import CID, Multihash, encode_dag_cbor
 from carmigrate.migrate import Limits
 from carmigrate.recipes import (
     CAR_CODEC,
-    W3upLegacyJournal,
     backfill_filecoin,
     migrate_w3up_legacy,
+    work_ledger,
 )
 from carmigrate.storage import LocalStore, S3Store
 
@@ -212,7 +212,7 @@ def run(backend: str, uploads: int, concurrency: int, tmp: Path, moto: Moto | No
             listing, [a, b], d, work, commp=commp, limits=limits
         )
         s = time.perf_counter() - t
-        assert result.uploads_complete == uploads, result.to_markdown()
+        assert result.units == {"complete": uploads}, result.to_markdown()
         rows.append((f"w3up-legacy, commP {tag}", backend, uploads, mb, s))
         dest = d
     assert work is not None
@@ -230,8 +230,8 @@ def run(backend: str, uploads: int, concurrency: int, tmp: Path, moto: Moto | No
     )
     assert again.round is None
 
-    with W3upLegacyJournal(work) as journal:
-        ledgers = journal.ledgers()
+    with work_ledger(work) as ledger:
+        ledgers = [p.ledger for r in ledger.rounds() for p in r.plans]
     rules = PackingConstraints(max_age=0)  # 32 GiB deals, build now
     queue = AggregateQueue(tmp / backend / "agg-ledgers.db", constraints=rules)
     t = time.perf_counter()
@@ -239,10 +239,11 @@ def run(backend: str, uploads: int, concurrency: int, tmp: Path, moto: Moto | No
         queue, tmp / backend / "bf-ledgers", ledgers=ledgers, limits=limits
     )
     s = time.perf_counter() - t
-    assert bf.scanned == 0
-    assert bf.offered > 0
-    assert bf.aggregates
-    rows.append(("filecoin-backfill (ledgers, no read)", backend, bf.offered, mb, s))
+    assert bf.planned == 0
+    assert bf.outputs["offered"] > 0
+    assert bf.outputs["aggregates"]
+    offered = bf.outputs["offered"]
+    rows.append(("filecoin-backfill (ledgers, no read)", backend, offered, mb, s))
     queue.close()
 
     queue = AggregateQueue(tmp / backend / "agg-scan.db", constraints=rules)
@@ -250,8 +251,8 @@ def run(backend: str, uploads: int, concurrency: int, tmp: Path, moto: Moto | No
     bf = backfill_filecoin(queue, tmp / backend / "bf-scan", bucket=dest, limits=limits)
     s = time.perf_counter() - t
     assert bf.failed == 0
-    assert bf.aggregates
-    rows.append(("filecoin-backfill (bucket scan)", backend, bf.scanned, mb, s))
+    assert bf.outputs["aggregates"]
+    rows.append(("filecoin-backfill (bucket scan)", backend, bf.planned, mb, s))
     queue.close()
     return rows
 

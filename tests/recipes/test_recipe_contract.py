@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 from carmigrate.cli import main
+from carmigrate.errors import PlanError
 from carmigrate.migrate import (
     ItemState,
     Ledger,
@@ -31,8 +32,9 @@ from carmigrate.recipes import (
     recipe_names,
     register_recipe,
     run_recipe,
+    work_ledger,
 )
-from carmigrate.storage import LocalStore
+from carmigrate.storage import LocalStore, MemoryStore
 
 
 @attrs.frozen(kw_only=True)
@@ -131,6 +133,22 @@ def test_a_complete_run_and_a_run_with_nothing_left(tmp_path: Path) -> None:
     assert first.units == {"complete": 2}
     assert first.round == 1
     assert first.outputs == {"complete_folders": "a,b"}
+    assert first.planned == 6
+    assert first.finished
+    assert first.to_dict()["plans"] == [
+        {
+            "source": LocalStore(tmp_path / "src").url,
+            "items": 6,
+            "bytes": first.plans[0].bytes,
+            "transfer_items": 6,
+            "compare_items": 0,
+        }
+    ]
+    with work_ledger(tmp_path / "work") as led:
+        assert [u.name for u in led.units()] == ["folder:a", "folder:b"]
+        assert {u.verdict for u in led.units()} == {Verdict.COMPLETE}
+    with pytest.raises(PlanError, match="no work ledger"):
+        work_ledger(tmp_path / "elsewhere")
     with Ledger(tmp_path / "work" / "ledger.db", readonly=True) as led:
         assert [r.n for r in led.rounds()] == [1]
         assert not led.rounds()[0].open
@@ -143,6 +161,8 @@ def test_a_complete_run_and_a_run_with_nothing_left(tmp_path: Path) -> None:
     second = run_recipe(TOY, options, tmp_path / "work")
     assert second.round is None  # nothing to plan: no new round
     assert second.complete
+    assert second.finished
+    assert second.planned == 0
 
 
 def test_a_stopped_round_is_resumed_from_its_ledgers(tmp_path: Path) -> None:
@@ -151,13 +171,31 @@ def test_a_stopped_round_is_resumed_from_its_ledgers(tmp_path: Path) -> None:
         TOY, options, tmp_path / "work", limits=Limits(max_items=2, concurrency=1)
     )
     assert not first.complete
+    assert not first.finished
     assert first.runs[0].stop_reason == "max_items"
     assert first.units == {"incomplete": 2}
     second = run_recipe(TOY, options, tmp_path / "work")
     assert second.resumed
     assert second.round == 1
     assert second.complete
+    assert second.finished
     assert sum(r.items for r in (*first.runs, *second.runs)) == 6  # nothing twice
+
+
+def test_stores_in_the_options_serve_a_resumed_round(tmp_path: Path) -> None:
+    """A store given in the options (not a URL) is used again when its round is resumed."""
+    options = _setup(tmp_path)
+    source = MemoryStore("old")  # memory:// cannot be opened again from its URL
+    for info in LocalStore(tmp_path / "src").list():
+        source.write(info.key, (tmp_path / "src" / info.key).read_bytes())
+    options = attrs.evolve(options, source=source)
+    first = run_recipe(
+        TOY, options, tmp_path / "work", limits=Limits(max_items=2, concurrency=1)
+    )
+    assert not first.finished
+    second = run_recipe(TOY, options, tmp_path / "work")
+    assert second.resumed
+    assert second.complete
 
 
 def test_missing_and_failed_members_fail_their_unit_with_reasons(
@@ -183,6 +221,8 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     result = run_recipe(TOY, options, tmp_path / "work", dry_run=True)
     assert result.dry_run
     assert [p.items for p in result.plans] == [6]
+    assert result.planned == 6
+    assert not result.finished
     assert not result.runs
     assert not (tmp_path / "work").exists()
     assert not any((tmp_path / "dst").iterdir())

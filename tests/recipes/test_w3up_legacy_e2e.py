@@ -9,16 +9,18 @@ from pathlib import Path
 
 from recipes_data import car_link, dest_key, fill
 
-from carmigrate.aggregate import AggregateQueue, PackingConstraints
-from carmigrate.commp import commp
-from carmigrate.migrate import ItemState, Ledger
+from carmigrate.aggregate import AggregateQueue, InclusionProof, PackingConstraints
+from carmigrate.cid import CID
+from carmigrate.commp import PieceInfo, commp
+from carmigrate.migrate import ItemState, Ledger, Verdict
 from carmigrate.recipes import (
-    BackfillJournal,
-    W3upLegacyJournal,
+    Shard,
+    UploadRecords,
     backfill_filecoin,
     export_name,
     migrate_w3up_legacy,
     read_space_export,
+    work_ledger,
     write_space_export,
 )
 
@@ -32,9 +34,25 @@ def _expected_writes(legacy) -> set[str]:
     return {dest_key(link) for link in (wanted & intact) - in_dest}
 
 
-def _check_exports(legacy, journal: W3upLegacyJournal) -> None:
+def _records(work) -> list[dict]:
+    """The lines of records.jsonl."""
+    text = (work / "records.jsonl").read_text("utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def _check_exports(legacy) -> None:
     """Each tenant's space export reads back to its records and re-exports to the same bytes."""
-    for tenant in journal.tenants():
+    by_tenant: dict[str | None, list[UploadRecords]] = {}
+    for r in _records(legacy.work):
+        shards = tuple(
+            Shard(CID.decode(s["link"]), size=s["size"]) for s in r["shards"]
+        )
+        rec = UploadRecords(CID.decode(r["root"]), shards, r["name"], r["created"])
+        by_tenant.setdefault(r["tenant"], []).append(rec)
+    with work_ledger(legacy.work) as ledger:
+        done = ledger.units(kind="upload", verdict=Verdict.COMPLETE)
+        assert set(by_tenant) == {u.unit.owner for u in done}
+    for tenant, expected in by_tenant.items():
         data = (legacy.work / "exports" / export_name(tenant)).read_bytes()
         records = read_space_export(io.BytesIO(data))
         again = io.BytesIO()
@@ -42,8 +60,23 @@ def _check_exports(legacy, journal: W3upLegacyJournal) -> None:
 
         assert again.getvalue() == data
         assert sorted(records, key=lambda r: str(r.root)) == sorted(
-            journal.records(tenant), key=lambda r: str(r.root)
+            expected, key=lambda r: str(r.root)
         )
+
+
+def _unit_name(u) -> str:
+    return f"upload:{u.tenant}/{u.root}" if u.tenant else f"upload:{u.root}"
+
+
+def _check_proof(queue: AggregateQueue, car: dict) -> None:
+    """A CAR's inclusion proof, as its unit records it, holds for the queue's aggregate."""
+    agg = queue.get(car["aggregate"])
+    assert (agg.piece_cid, agg.deal_size) == (car["aggregate_cid"], car["deal_size"])
+    piece = PieceInfo.from_cid(car["piece_cid_v2"])
+    at = PieceInfo.from_cid(car["aggregate_cid"], car["deal_size"])
+    proof = InclusionProof.from_json(car["proof"])
+    proof.verify(piece.root, piece.padded_size, at.root, at.padded_size)
+    assert proof.subtree.index * piece.padded_size == car["offset"]
 
 
 def test_end_to_end_rerun_and_backfill(legacy) -> None:
@@ -58,29 +91,38 @@ def test_end_to_end_rerun_and_backfill(legacy) -> None:
     )
 
     assert first.round == 1
-    assert first.complete
-    assert first.uploads == len(ds.uploads)
-    assert first.uploads_complete == len(ds.good())
+    assert first.finished
+    assert not first.complete  # some uploads failed
+    assert sum(first.units.values()) == len(ds.uploads)
+    assert first.units["complete"] == len(ds.good())
     # no CAR copied twice, and exactly the missing ones copied
     assert set(legacy.dest.writes) == _expected_writes(legacy)
     assert set(legacy.dest.writes.values()) == {1}
-    assert first.shards_in_place == 2  # already in the destination: read, not written
-    with W3upLegacyJournal(legacy.work) as journal:
+    assert (
+        first.outputs["shards_in_place"] == 2
+    )  # in the destination: read, not written
+    assert first.outputs["shards_copied"] == len(_expected_writes(legacy))
+    records = {(r["tenant"], r["root"]): r for r in _records(legacy.work)}
+    with work_ledger(legacy.work) as ledger:
         for u in ds.good():
-            out = journal.upload(u.root, u.tenant)
-            records = out.records()
-            assert out.status == "complete"
-            assert [s.link for s in records.shards] == [car_link(c) for c in u.cars]
-            assert [s.size for s in records.shards] == [len(c) for c in u.cars]
-            assert records.name == u.name
+            out = ledger.unit(_unit_name(u))
+            rec = records[u.tenant, str(u.root)]
+            assert out.verdict is Verdict.COMPLETE
+            assert [s["link"] for s in rec["shards"]] == [
+                str(car_link(c)) for c in u.cars
+            ]
+            assert [s["size"] for s in rec["shards"]] == [len(c) for c in u.cars]
+            assert rec["name"] == u.name
         for u in ds.bad():
-            out = journal.upload(u.root, u.tenant)
-            assert out.status == "failed"
-            assert re.search(u.expect, out.reason), out.reason
+            out = ledger.unit(_unit_name(u))
+            assert out.verdict is Verdict.FAILED
+            assert re.search(u.expect, "; ".join(out.reasons)), out.reasons
+            assert (u.tenant, str(u.root)) not in records
         # the corrupt shard is not in the destination
-        corrupt = journal.upload(ds.uploads[4].root, ds.uploads[4].tenant)
-        assert dest_key(corrupt.shards[0].link) not in set(legacy.dest.writes)
-        _check_exports(legacy, journal)
+        corrupt = ledger.unit(_unit_name(ds.uploads[4]))
+        assert corrupt.unit.members[0] == dest_key(corrupt.unit.data["shards"][0])
+        assert corrupt.unit.members[0] not in set(legacy.dest.writes)
+    _check_exports(legacy)
     # the records file: one line per good upload, legacy names carried as facts
     lines = [
         json.loads(line)
@@ -105,12 +147,10 @@ def test_end_to_end_rerun_and_backfill(legacy) -> None:
         ds.listing, buckets, legacy.dest, legacy.work, commp=True
     )
     assert second.round == 2
-    assert (
-        second.shards_planned == 1
-    )  # the corrupt one (the missing one is still missing)
-    assert second.shards_missing == 1
+    assert second.planned == 1  # the corrupt one (the missing one is still missing)
+    assert second.missing == 1
     assert not legacy.dest.writes
-    assert second.uploads_complete == first.uploads_complete
+    assert second.units["complete"] == first.units["complete"]
 
     # fix the missing and the corrupt shard: the re-run copies exactly those two
     fill(legacy.a, ds.fixes_a)
@@ -120,13 +160,11 @@ def test_end_to_end_rerun_and_backfill(legacy) -> None:
     )
     fixed = {dest_key(car_link(v)) for v in ds.fixes_a.values()}
     assert dict(legacy.dest.writes) == dict.fromkeys(fixed, 1)
-    assert (
-        third.uploads_failed == 1
-    )  # only the upload whose root is in none of its shards
-    assert third.uploads_complete == len(ds.good()) + 2
-    with W3upLegacyJournal(legacy.work) as journal:
-        _check_exports(legacy, journal)
-        ledgers = journal.ledgers()
+    assert third.failed == 1  # only the upload whose root is in none of its shards
+    assert third.units["complete"] == len(ds.good()) + 2
+    _check_exports(legacy)
+    with work_ledger(legacy.work) as ledger:
+        ledgers = [p.ledger for r in ledger.rounds() for p in r.plans]
     # every shard verified, each by exactly one ledger item
     verified = {}
     for path in ledgers:
@@ -146,19 +184,22 @@ def test_end_to_end_rerun_and_backfill(legacy) -> None:
     backfill = backfill_filecoin(
         queue, legacy.work.parent / "backfill", ledgers=ledgers, stores=[legacy.dest]
     )
-    assert backfill.from_ledgers == len(cars)
-    assert backfill.scanned == 0
+    outputs = backfill.outputs
+    assert outputs["from_ledgers"] == len(cars)
+    assert backfill.planned == 0
     assert not legacy.dest.reads
-    assert backfill.offered == len(cars)
-    assert len(backfill.manifests) == len(backfill.aggregates) >= 1
-    with BackfillJournal(legacy.work.parent / "backfill", queue) as bj:
-        entries = list(bj.entries())
-        assert {e.link for e in entries} == set(cars)
+    assert outputs["offered"] == len(cars)
+    assert len(outputs["manifests"]) == len(outputs["aggregates"]) >= 1
+    assert backfill.complete
+    with work_ledger(legacy.work.parent / "backfill") as bl:
+        entries = [u.unit.data for u in bl.units(kind="car")]
+        assert {CID.decode(e["link"]) for e in entries} == set(cars)
         for e in entries:
-            info = commp(cars[e.link])
-            assert e.piece_cid == str(info.cid_v1)
-            assert e.status == "aggregated"
-            e.verify_proof()
-    manifest = json.loads(Path(backfill.manifests[0]).read_text())
+            info = commp(cars[CID.decode(e["link"])])
+            assert e["piece_cid"] == str(info.cid_v1)
+            assert e["queue_status"] == "aggregated"
+            assert e["aggregate"] in outputs["aggregates"]
+            _check_proof(queue, e)
+    manifest = json.loads(Path(outputs["manifests"][0]).read_text())
     assert {p["link"] for p in manifest["pieces"]} <= {str(link) for link in cars}
     queue.close()

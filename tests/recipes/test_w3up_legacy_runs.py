@@ -7,14 +7,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from recipes_data import CountingStore, car_link, fill, legacy_dataset
+from recipes_data import CountingStore, car_link, dest_key, fill, legacy_dataset
 
 from carmigrate.errors import PlanError
-from carmigrate.migrate import Limits
+from carmigrate.migrate import Action, Ledger, Limits, MemberState, Verdict
 from carmigrate.recipes import (
-    W3upLegacyJournal,
+    export_name,
     migrate_w3up_legacy,
     parse_legacy_uploads,
+    work_ledger,
 )
 from carmigrate.storage import LocalStore
 
@@ -26,6 +27,22 @@ def _stores(tmp_path: Path):
     fill(b, ds.bucket_b)
     fill(d, ds.destination)
     return ds, a, b, CountingStore(d)
+
+
+def _records(work: Path) -> list[dict]:
+    """The lines of records.jsonl."""
+    text = (work / "records.jsonl").read_text("utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def _source(ledger: Ledger, key: str) -> str | None:
+    """The URL of the store a member was read from: the plan of its round whose ledger has it."""
+    member = ledger.member(key)
+    for rp in ledger.round(member.round).plans:
+        with Ledger(rp.ledger, readonly=True) as round_ledger:
+            if round_ledger.find(key) is not None:
+                return rp.source
+    return None
 
 
 class FakeTime:
@@ -47,7 +64,7 @@ class FakeTime:
 
 
 def test_dry_run_plans_and_writes_nothing(tmp_path) -> None:
-    """A dry run summarises the round's plans; no journal, no plan file, no write."""
+    """A dry run summarises the round's plans; no work ledger, no plan file, no write."""
     ds, a, b, d = _stores(tmp_path)
     work = tmp_path / "work"
 
@@ -58,11 +75,16 @@ def test_dry_run_plans_and_writes_nothing(tmp_path) -> None:
     assert [p.source for p in result.plans] == [d.url, a.url, b.url]
     assert result.plans[0].compare_items == 2  # in place: checked, not copied
     assert sum(p.transfer_items for p in result.plans) == 9
-    assert result.shards_missing == 1
+    assert result.missing == 1
+    assert not result.finished  # a dry run finishes nothing
     assert not work.exists()
     assert not d.writes
-    assert "Dry run of round 1" in result.to_markdown()
-    assert json.loads(json.dumps(result.to_dict()))["plans"][0]["compare_items"] == 2
+    text = result.to_markdown()
+    assert "# w3up-legacy (dry run)" in text
+    assert "- round: 1" in text
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["plans"][0]["compare_items"] == 2
+    assert [p["source"] for p in data["plans"]] == [d.url, a.url, b.url]
 
 
 def test_a_stopped_round_is_resumed_not_replanned(tmp_path) -> None:
@@ -73,9 +95,10 @@ def test_a_stopped_round_is_resumed_not_replanned(tmp_path) -> None:
     first = migrate_w3up_legacy(
         ds.listing, [a, b], d, work, limits=Limits(max_items=1, concurrency=1)
     )
+    assert not first.finished
     assert not first.complete
     assert first.runs[-1].stop_reason == "max_items"
-    assert first.uploads_pending > 0
+    assert first.units.get("incomplete", 0) > 0
     dry = migrate_w3up_legacy(ds.listing, [a, b], d, work, dry_run=True)
     assert dry.resumed
     assert dry.round == 1
@@ -83,16 +106,17 @@ def test_a_stopped_round_is_resumed_not_replanned(tmp_path) -> None:
         ds.listing, [a, b], d, work, limits=Limits(max_items=3)
     )
     third = migrate_w3up_legacy(ds.listing, [a, b], d, work)
-    while not third.complete:  # pragma: no cover - three runs are enough here
+    while not third.finished:  # pragma: no cover - three runs are enough here
         third = migrate_w3up_legacy(ds.listing, [a, b], d, work)
 
     assert {r.round for r in (first, second, third)} == {1}
     assert third.resumed
-    assert third.uploads_complete == len(ds.good())
+    assert third.units["complete"] == len(ds.good())
     assert set(d.writes.values()) == {1}
+    assert len(d.writes) == 8  # all nine copies but the corrupt one, through d
     fourth = migrate_w3up_legacy(ds.listing, [a, b], d, work)
     assert fourth.round == 2  # a new round, for the failures only
-    assert fourth.shards_planned == 1
+    assert fourth.planned == 1
 
 
 def test_tenant_limits_pace_a_run(tmp_path) -> None:
@@ -108,7 +132,7 @@ def test_tenant_limits_pace_a_run(tmp_path) -> None:
         limits=Limits(tenant_items_per_second=1),
     )
 
-    assert result.uploads_complete == len(ds.good())
+    assert result.units["complete"] == len(ds.good())
     waits = dict(result.tenant_waits)
     assert waits.get("alice", 0) > 0  # four shards, a burst of one
 
@@ -121,9 +145,8 @@ def test_custom_layout_and_bad_layouts(tmp_path) -> None:
         ds.listing, [a, b], d, tmp_path / "work", layout="cars/{cid}.car"
     )
 
-    assert (
-        result.uploads_complete == len(ds.good()) - 1
-    )  # the bob upload in carpark layout is not found
+    # the bob upload in carpark layout is not found
+    assert result.units["complete"] == len(ds.good()) - 1
     assert all(k.startswith("cars/") for k in d.writes)
     for bad in ("cars/x.car", "{cid}/{other}.car"):
         with pytest.raises(PlanError, match="layout"):
@@ -144,43 +167,55 @@ def test_listing_inputs_tenants_and_duplicates(tmp_path) -> None:
 
     result = migrate_w3up_legacy(path, [a, b], d, tmp_path / "work")
 
-    assert result.uploads == 2
-    assert result.uploads_complete == 2
-    with W3upLegacyJournal(tmp_path / "work") as journal:
-        merged = journal.upload(first["cid"], "alice")
-        assert [str(s.link) for s in merged.shards] == shards
-        assert journal.counts() == {"complete": 2}
+    assert sum(result.units.values()) == 2
+    assert result.units["complete"] == 2
+    with work_ledger(tmp_path / "work") as ledger:
+        merged = ledger.unit(f"upload:alice/{first['cid']}")
+        assert merged.unit.data["shards"] == shards
+        assert merged.unit.members == tuple(f"{x}/{x}.car" for x in shards)
+        assert ledger.unit_counts() == {Verdict.COMPLETE: 2}
     parsed = list(parse_legacy_uploads(ds.listing))
     assert {u.tenant for u in parsed} == {"alice", "bob", "carol 👩‍🔬", None}
     again = migrate_w3up_legacy(parsed[:1], [a, b], d, tmp_path / "work2")
-    assert again.uploads_complete == 1
+    assert again.units == {"complete": 1}
     bad = json.dumps({"cid": first["cid"], "shards": shards, "tenant": 7})
     with pytest.raises(PlanError, match="tenant"):
         list(parse_legacy_uploads([bad]))
 
 
-def test_journal_queries(tmp_path) -> None:
-    """The journal answers per upload and per shard after the run."""
+def test_work_ledger_views(tmp_path) -> None:
+    """The work ledger answers per upload and per shard after the run."""
     ds, a, b, d = _stores(tmp_path)
-    migrate_w3up_legacy(ds.listing, [a, b], d, tmp_path / "work")
+    work = tmp_path / "work"
+    result = migrate_w3up_legacy(ds.listing, [a, b], d, work)
 
-    with W3upLegacyJournal(tmp_path / "work") as journal:
-        shards = {s.link: s for s in journal.shards()}
-        missing = list(journal.shards(status="missing"))
-        assert len(missing) == 1
-        assert missing[0].link == car_link(ds.uploads[3].cars[1])
-        in_place = shards[car_link(ds.uploads[2].cars[1])]
-        assert in_place.status == "verified"
-        assert not in_place.copied
-        assert in_place.source == d.url
-        copied = shards[car_link(ds.uploads[0].cars[0])]
-        assert copied.copied
-        assert copied.source == a.url
-        assert journal.tenants() == [None, "alice", "bob", "carol 👩‍🔬"]
-        with pytest.raises(PlanError, match="failed"):
-            journal.upload(ds.uploads[3].root, "bob").records()
-    with pytest.raises(PlanError, match="no w3up legacy journal"):
-        W3upLegacyJournal(tmp_path / "nowhere")
+    with work_ledger(work) as ledger:
+        missing = list(ledger.members(state=MemberState.MISSING))
+        assert [m.key for m in missing] == [dest_key(car_link(ds.uploads[3].cars[1]))]
+        assert "in no legacy bucket" in missing[0].reason
+        in_place = ledger.member(dest_key(car_link(ds.uploads[2].cars[1])))
+        assert in_place.state is MemberState.VERIFIED
+        assert in_place.record.item.action is Action.VERIFY
+        assert not in_place.record.created
+        assert in_place.record.car_check == "verified"
+        assert _source(ledger, in_place.key) == d.url
+        copied = ledger.member(dest_key(car_link(ds.uploads[0].cars[0])))
+        assert copied.record.item.action is Action.COPY
+        assert copied.record.created
+        assert _source(ledger, copied.key) == a.url
+        done = ledger.units(kind="upload", verdict=Verdict.COMPLETE)
+        tenants = sorted({u.unit.owner for u in done}, key=lambda t: t or "")
+        assert tenants == [None, "alice", "bob", "carol 👩‍🔬"]
+        failed = ledger.unit(f"upload:bob/{ds.uploads[3].root}")
+        assert failed.verdict is Verdict.FAILED
+    # nothing emitted for a failed upload; one export per tenant with records
+    assert str(ds.uploads[3].root) not in {r["root"] for r in _records(work)}
+    assert sorted(p.name for p in (work / "exports").iterdir()) == sorted(
+        export_name(t) for t in tenants
+    )
+    assert result.outputs["exports"] == len(tenants)
+    with pytest.raises(PlanError, match="no work ledger"):
+        work_ledger(tmp_path / "nowhere")
 
 
 def test_an_upload_that_gains_shards_is_decided_again(tmp_path) -> None:
@@ -206,11 +241,12 @@ def test_an_upload_that_gains_shards_is_decided_again(tmp_path) -> None:
 
     result = migrate_w3up_legacy(grown, [a, b], d, tmp_path / "work")
 
-    assert result.shards_planned == 1
+    assert result.planned == 1
+    assert result.outputs["shards_copied"] == 1
     assert list(d.writes) == [f"{car_link(extra)}/{car_link(extra)}.car"]
-    with W3upLegacyJournal(tmp_path / "work") as journal:
-        (upload,) = journal.uploads(status="complete")
-        assert [s.link for s in upload.records().shards] == [
-            car_link(ds.uploads[0].cars[0]),
-            car_link(extra),
-        ]
+    assert result.units == {"complete": 1}
+    (upload,) = _records(tmp_path / "work")
+    assert [s["link"] for s in upload["shards"]] == [
+        str(car_link(ds.uploads[0].cars[0])),
+        str(car_link(extra)),
+    ]

@@ -20,24 +20,26 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from carmigrate.aggregate import AggregateQueue
+from carmigrate.aggregate import AggregateQueue, InclusionProof
+from carmigrate.cid import CID
 from carmigrate.cli._args import positive_float, positive_int
-from carmigrate.errors import CarmigrateError
-from carmigrate.migrate import JsonLinesReporter, Limits
+from carmigrate.commp import PieceInfo
+from carmigrate.errors import CarmigrateError, FormatError
+from carmigrate.migrate import JsonLinesReporter, Limits, Verdict
 from carmigrate.recipes import (
     CLI,
-    BackfillJournal,
     CliOption,
     Recipe,
     get_recipe,
     recipe_names,
     run_recipe,
+    work_ledger,
 )
 
 if TYPE_CHECKING:
     import argparse
 
-    from carmigrate.migrate import Reporter
+    from carmigrate.migrate import Reporter, UnitRecord
 
 __all__ = ["register"]
 
@@ -251,41 +253,64 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     bad = 0
-    with (
-        AggregateQueue(args.queue) as queue,
-        BackfillJournal(args.work, queue) as journal,
-    ):
+    with AggregateQueue(args.queue) as queue, work_ledger(args.work) as ledger:
+        scanning = ledger.open_round() is not None
+        cars = list(ledger.units(kind="car"))
         if args.links:
-            entries = []
+            by_link: dict[str, UnitRecord] = {}
+            for u in cars:  # by name: a CAR in two stores is the first
+                by_link.setdefault(str(u.unit.data.get("link")), u)
+            cars = []
             for link in args.links:
-                entry = journal.lookup(link)
-                if entry is None:
+                with contextlib.suppress(FormatError):
+                    link = str(CID.decode(link))
+                if link not in by_link:
                     print(f"carmigrate: {link}: not in this backfill", file=sys.stderr)
                     bad += 1
                 else:
-                    entries.append(entry)
-        else:
-            entries = list(journal.entries())
+                    cars.append(by_link[link])
         if not args.json:
             print("| CAR CID | PieceCID | status | aggregate | offset | proof |")
             print("|---|---|---|---|---:|---|")
-        for entry in entries:
-            check = "-"
-            if entry.proof is not None:
+        for u in cars:
+            d = u.unit.data
+            entry = {**d, "unit": u.name, "status": _status(u, scanning)}
+            entry["reason"] = "; ".join(u.reasons) or d.get("drop_reason")
+            entry["aggregate_state"], check = None, "-"
+            if d.get("aggregate"):
                 try:
-                    entry.verify_proof()
-                    check = "ok"
-                except Exception as exc:  # reported, exit code 1
+                    agg = queue.get(d["aggregate"])
+                    entry["aggregate_state"] = agg.state.value
+                    if d.get("proof"):  # against the queue's record of the aggregate
+                        piece = PieceInfo.from_cid(d["piece_cid_v2"])
+                        at = PieceInfo.from_cid(str(agg.piece_cid), agg.deal_size)
+                        proof = InclusionProof.from_json(d["proof"])
+                        proof.verify(
+                            piece.root, piece.padded_size, at.root, at.padded_size
+                        )
+                        check = "ok"
+                except (CarmigrateError, ValueError) as exc:  # reported, exit code 1
                     check = f"FAILS: {exc}"
                     bad += 1
             if args.json:
-                data = entry.to_dict()
-                data["proof_check"] = check
-                print(json.dumps(data, ensure_ascii=False, sort_keys=True))
+                entry["proof_check"] = check
+                print(json.dumps(entry, ensure_ascii=False, sort_keys=True))
             else:
+                offset = d.get("offset")
                 print(
-                    f"| {entry.link or entry.key} | {entry.piece_cid or '-'} | "
-                    f"{entry.status} | {entry.aggregate_cid or '-'} | "
-                    f"{'-' if entry.offset is None else entry.offset} | {check} |"
+                    f"| {d.get('link') or d['key']} | {d.get('piece_cid') or '-'} | "
+                    f"{entry['status']} | {d.get('aggregate_cid') or '-'} | "
+                    f"{'-' if offset is None else offset} | {check} |"
                 )
     return 1 if bad else 0
+
+
+def _status(u: UnitRecord, scanning: bool) -> str:
+    """Where a CAR of the backfill stands, in one word."""
+    if u.verdict is Verdict.FAILED:
+        return "failed"
+    if u.unit.data.get("offered"):  # buffered, aggregated or dropped
+        return str(u.unit.data.get("queue_status") or "offered")
+    if u.verdict is Verdict.COMPLETE:
+        return "ready"  # verified, not offered yet
+    return "scanning" if scanning else "scan"

@@ -8,7 +8,11 @@
 - [carmigrate.recipes.filecoin_backfill][]: CARs stored before the Filecoin
   pipeline existed → PieceCIDs (from migration ledgers, or scanned in the
   read that verifies them) → the aggregate queue → aggregates, deal
-  manifests and a per-CAR report with inclusion proofs.
+  manifests, and per CAR its aggregate and inclusion proof.
+
+What a recipe knows is in its work ledger, read with
+[work_ledger][carmigrate.recipes.work_ledger]: one unit per upload or CAR,
+with the recipe's data and a verdict with its reasons.
 """
 
 from carmigrate.recipes._recipe import (
@@ -23,6 +27,7 @@ from carmigrate.recipes._recipe import (
     recipe_names,
     register_recipe,
     run_recipe,
+    work_ledger,
 )
 from carmigrate.recipes._w3up_records import (
     CAR_CODEC,
@@ -38,29 +43,19 @@ from carmigrate.recipes._w3up_records import (
 )
 from carmigrate.recipes.filecoin_backfill import (
     FILECOIN_BACKFILL,
-    BackfillEntry,
-    BackfillJournal,
     BackfillOptions,
-    BackfillResult,
     backfill_filecoin,
 )
 from carmigrate.recipes.w3up_legacy import (
     DEFAULT_LAYOUT,
     W3UP_LEGACY,
-    ShardOutcome,
-    UploadOutcome,
-    W3upLegacyJournal,
     W3upLegacyOptions,
-    W3upLegacyResult,
     export_name,
     migrate_w3up_legacy,
 )
 
 __all__ = [
-    "BackfillEntry",
-    "BackfillJournal",
     "BackfillOptions",
-    "BackfillResult",
     "CAR_CODEC",
     "CLI",
     "CliOption",
@@ -73,13 +68,9 @@ __all__ = [
     "RecipeResult",
     "RoundPlans",
     "Shard",
-    "ShardOutcome",
-    "UploadOutcome",
     "UploadRecords",
     "W3UP_LEGACY",
-    "W3upLegacyJournal",
     "W3upLegacyOptions",
-    "W3upLegacyResult",
     "backfill_filecoin",
     "car_cid_from_key",
     "export_name",
@@ -92,5 +83,6 @@ __all__ = [
     "register_recipe",
     "run_recipe",
     "w3up_records",
+    "work_ledger",
     "write_space_export",
 ]

@@ -20,7 +20,9 @@ open round from its ledgers alone, saving and executing a new round's plans
 judging units, and the result, which says ``complete`` only when every unit
 is complete and nothing was left out. Register a recipe with
 [register_recipe][carmigrate.recipes.register_recipe] and the command line
-has it.
+has it. What a run left behind is read from the work ledger, opened read-only
+by [work_ledger][carmigrate.recipes.work_ledger]: each unit's data, verdict
+and reasons, each member's latest outcome, the rounds.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import attrs
 
+from carmigrate.errors import PlanError
 from carmigrate.migrate import (
     Ledger,
     Limits,
@@ -73,6 +76,7 @@ __all__ = [
     "recipe_names",
     "register_recipe",
     "run_recipe",
+    "work_ledger",
 ]
 
 OptionsT = TypeVar("OptionsT")
@@ -325,6 +329,32 @@ class RecipeResult:
         """Units that failed."""
         return self.units.get(Verdict.FAILED.value, 0)
 
+    @property
+    def planned(self) -> int:
+        """Items the round's plans hold (to copy or to verify in place)."""
+        return sum(p.items for p in self.plans)
+
+    @property
+    def finished(self) -> bool:
+        """No round is left open: the round ran to its end, or there was nothing to do.
+
+        A limit or a crash leaves a round open (the next run resumes it); a
+        dry run of a round finishes nothing.
+        """
+        if self.round is None:
+            return True
+        done = all(r.stop_reason == "done" for r in self.runs)
+        return not self.dry_run and len(self.runs) == len(self.plans) and done
+
+    @property
+    def tenant_waits(self) -> dict[str, float]:
+        """Seconds each tenant's items were held back by the per-tenant limits, over the runs."""
+        waits: dict[str, float] = {}
+        for r in self.runs:
+            for tenant, seconds in r.tenant_waits.items():
+                waits[tenant] = waits.get(tenant, 0.0) + seconds
+        return waits
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for ``--json``)."""
         return {
@@ -332,7 +362,16 @@ class RecipeResult:
             "dry_run": self.dry_run,
             "round": self.round,
             "resumed": self.resumed,
-            "plans": [{"items": p.items, "bytes": p.bytes} for p in self.plans],
+            "plans": [
+                {
+                    "source": p.source,
+                    "items": p.items,
+                    "bytes": p.bytes,
+                    "transfer_items": p.transfer_items,
+                    "compare_items": p.compare_items,
+                }
+                for p in self.plans
+            ],
             "runs": [
                 {
                     "stop_reason": r.stop_reason,
@@ -345,6 +384,8 @@ class RecipeResult:
             "units": dict(self.units),
             "missing": self.missing,
             "complete": self.complete,
+            "finished": self.finished,
+            "tenant_waits": self.tenant_waits,
             "outputs": dict(self.outputs),
             "failures": [{"unit": n, "reasons": list(r)} for n, r in self.failures],
         }
@@ -415,6 +456,30 @@ def get_recipe(name: str) -> Recipe[Any]:
         ) from None
 
 
+def work_ledger(work_dir: str | os.PathLike[str]) -> Ledger:
+    """A recipe's work ledger, opened read-only: what its runs know.
+
+    The one view of a recipe's work for users and tools, a
+    [Ledger][carmigrate.migrate.Ledger]: ``units()`` and ``unit(name)``
+    (each a [UnitRecord][carmigrate.migrate.UnitRecord]: the recipe's data,
+    the verdict and its reasons), ``member(key)`` and ``members()`` (each a
+    [MemberRecord][carmigrate.migrate.MemberRecord]: the latest outcome,
+    with the ledger record of its item) and ``rounds()`` (each a
+    [RoundRecord][carmigrate.migrate.RoundRecord]: its plan and ledger
+    files). A run may write it meanwhile. Close it when done (``with``).
+
+    Args:
+        work_dir: The recipe's work folder.
+
+    Raises:
+        PlanError: ``work_dir`` holds no work ledger.
+    """
+    path = Path(work_dir) / WORK_LEDGER
+    if not path.exists():
+        raise PlanError(f"no work ledger in {os.fspath(work_dir)!r}")
+    return Ledger(path, readonly=True)
+
+
 def _open_work_ledger(work: Path, dry_run: bool) -> tuple[Ledger, str | None]:
     path = work / WORK_LEDGER
     if not dry_run:
@@ -464,8 +529,10 @@ def run_recipe(
         limits: The engine's limits for every plan (default ``Limits()``).
         executor: Where the engine runs items (default: its thread pool).
         reporters: Engine event reporters.
-        stores: Stores to use for the URLs plans name (others are opened
-            with ``store_options``).
+        stores: Stores to use for the URLs plans name, besides those the
+            options hold (a field that is a store, or a tuple holding some);
+            others are opened with ``store_options``. A round is resumed
+            with the same stores.
         store_options: Options for stores opened from URLs.
         dry_run: Plan only, on a throw-away copy of the work ledger: nothing
             is executed, saved or written (an open round is only summarised).
@@ -480,13 +547,16 @@ def run_recipe(
     """
     work = Path(work_dir)
     lim = limits or Limits()
+    held: Any = options  # an attrs instance: register_recipe checks its class
+    values = [getattr(held, f.name) for f in attrs.fields(type(held))]
+    values = [x for v in values for x in (v if isinstance(v, tuple) else (v,))]
     ledger, tmp = _open_work_ledger(work, dry_run)
     ctx = RecipeContext(
         work,
         ledger,
         dry_run=dry_run,
         limits=lim,
-        stores=stores,
+        stores=[*stores, *(v for v in values if isinstance(v, Store))],
         store_options=store_options,
         scratch=None if tmp is None else Path(tmp),
     )

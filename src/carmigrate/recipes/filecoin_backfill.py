@@ -1,29 +1,42 @@
 """Filecoin backfill: CARs stored before the pipeline existed → PieceCIDs → aggregates.
 
-The recipe ``filecoin-backfill`` takes CARs from migration ledgers (items a
-run ended ``VERIFIED`` with every CAR block checked; when its policy had
-``commp`` the ledger holds the PieceCID and nothing is read again) and from a
-bucket (every key matching ``car_pattern``). Each CAR is a unit of the work
-ledger (kind ``car``, owner its tenant, one member: its key). A CAR without a
-PieceCID is scanned in place: an engine plan whose source and destination are
-the same store, every item ``VERIFY`` with the policy ``size`` + ``sha256`` +
-``md5`` + ``car`` + ``commp``, so the PieceCID is computed in the read that
-checks every block. Every verified CAR is then offered to the
+The recipe ``filecoin-backfill`` takes the CARs of migration ledgers (items
+verified with every CAR block checked; with ``commp`` in their policy the
+ledger has the PieceCID and nothing is read again) and of a bucket (keys
+matching ``car_pattern``). A CAR without a PieceCID is scanned in place: an
+engine plan from its store to itself, every item ``VERIFY`` with ``size`` +
+``sha256`` + ``md5`` + ``car`` + ``commp``, so the read that checks every
+block computes it. Every verified CAR is offered to the
 [AggregateQueue][carmigrate.aggregate.AggregateQueue], the queue builds what
-it can, and a deal manifest is written per aggregate built
+it can, and each aggregate built gets a deal manifest
 (``manifests/<aggregate PieceCID>.json``).
-[BackfillJournal][carmigrate.recipes.BackfillJournal] joins the work ledger
-with the queue: CAR CID → PieceCID → aggregate → inclusion proof.
+
+Each CAR is a unit of the work ledger
+([work_ledger][carmigrate.recipes.work_ledger]) of kind ``car``, named
+``car:<store URL>/<key>``, owned by its tenant, with its key as member;
+failed, with the reason, when its bytes are not the CAR they should be or
+the queue refused it. Its data follows it from CAR CID to inclusion proof:
+
+- where it is: ``origin`` (the store's URL), ``key``, ``size``, ``tenant``,
+  ``via`` (``scan``, or ``ledger:<path>``);
+- once verified: ``link`` (its CAR CID), ``sha256``, ``md5``, ``piece_cid``,
+  ``piece_cid_v2``, ``padded_size``; ``offered`` once offered;
+- what the queue did with it, as of the last call: ``queue_status``
+  (``buffered``, ``aggregated`` or ``dropped``), ``drop_reason``,
+  ``aggregate`` (the queue's id), ``aggregate_cid``, ``deal_size``,
+  ``offset`` (padded) and ``proof``, which
+  [InclusionProof.from_json][carmigrate.aggregate.InclusionProof.from_json]
+  reads and [verify][carmigrate.aggregate.InclusionProof.verify] checks
+  against ``PieceInfo.from_cid`` of ``piece_cid_v2`` and of
+  ``aggregate_cid`` with ``deal_size``.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -32,9 +45,6 @@ from carmigrate.aggregate import (
     POLICIES,
     SPADE_DEAL_SIZE,
     AggregateQueue,
-    AggregateRecord,
-    AggregateState,
-    InclusionProof,
     Offer,
     PackingConstraints,
 )
@@ -61,38 +71,29 @@ from carmigrate.recipes._recipe import (
     option,
     register_recipe,
     run_recipe,
+    work_ledger,
 )
 from carmigrate.recipes._w3up_records import CAR_CODEC, car_cid_from_key
+from carmigrate.recipes.w3up_legacy import _problem
 from carmigrate.storage import LocalStore, Store
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from concurrent.futures import Executor
 
     from carmigrate.migrate import ItemRecord, Limits, MemberRecord, Reporter
 
 __all__ = [
-    "BackfillEntry",
-    "BackfillJournal",
     "BackfillOptions",
-    "BackfillResult",
     "FILECOIN_BACKFILL",
     "backfill_filecoin",
 ]
 
 _OFFER_BATCH: Final = 500
-_BUILT: Final = set(AggregateState) - {
-    AggregateState.INGESTING,
-    AggregateState.REJECTED,
-}
-_STATUS: Final = {Verdict.COMPLETE: "ready", Verdict.FAILED: "failed"}
+_DEAL: Final = ("aggregate_cid", "deal_size", "offset", "proof")  # from a deal manifest
 _SCAN: Final = VerificationPolicy(
     checks=["size", "sha256", "md5", "car", "commp"], car_pattern="^", key_cids=True
 )
-
-
-def _paths(value: Sequence[str | os.PathLike[str]]) -> tuple[str, ...]:
-    return tuple(os.fspath(p) for p in value)
 
 
 @attrs.frozen(kw_only=True)
@@ -104,7 +105,8 @@ class BackfillOptions:
             packing rules ``deal_size`` … ``isolate_tenants``; a queue given
             as itself keeps its own).
         ledgers: Migration ledger files whose verified CARs to take.
-        w3up_work: A w3up-legacy work folder whose ledgers to take too.
+        w3up_work: A recipe's work folder (``w3up-legacy``'s) whose
+            rounds' ledgers to take too.
         bucket: A store (or URL) whose CARs to scan.
         prefix: Only keys of ``bucket`` with this prefix.
         car_pattern: Regular expression a key of ``bucket`` must match.
@@ -132,10 +134,12 @@ class BackfillOptions:
         repeat=True,
         metavar="PATH",
         default=(),
-        converter=_paths,
+        converter=lambda paths: tuple(map(os.fspath, paths)),
     )
     w3up_work: str | None = option(
-        "take the ledgers of a w3up-legacy work folder", metavar="DIR", default=None
+        "take the ledgers of a recipe's work folder (w3up-legacy's)",
+        metavar="DIR",
+        default=None,
     )
     bucket: Store | str | None = option(
         "a bucket whose CARs to scan", metavar="URL", default=None
@@ -195,120 +199,18 @@ class BackfillOptions:
         )
 
 
-@attrs.frozen(kw_only=True)
-class BackfillEntry:
-    """One CAR of the backfill: CAR CID → PieceCID → aggregate → inclusion proof.
-
-    Attributes:
-        link: The CAR CID (``None`` only for a CAR whose key names none and
-            whose scan failed before its bytes were hashed).
-        origin: URL of the store that holds it.
-        key: Its key there.
-        size: Its size in bytes.
-        status: ``"failed"`` (not verified; see ``reason``), ``"scan"``
-            (to be scanned by the next call), ``"scanning"`` (in a scan
-            round not finished yet), ``"ready"`` (PieceCID known, not
-            offered yet), ``"buffered"`` (offered, waiting for an
-            aggregate), ``"aggregated"`` (in an aggregate) or ``"dropped"``
-            (the queue dropped it; see ``reason``).
-        reason: Why it failed or was dropped.
-        piece_cid: Its PieceCID v1.
-        piece_cid_v2: Its PieceCID v2.
-        padded_size: Its padded piece size.
-        aggregate_id: The queue's id of its aggregate.
-        aggregate_cid: The aggregate's PieceCID v1, once built.
-        aggregate_state: The aggregate's lifecycle state.
-        deal_size: The aggregate's padded deal size.
-        offset: The piece's padded offset in the aggregate.
-        proof: Its inclusion proof, once the aggregate is built.
-    """
-
-    link: CID | None
-    origin: str
-    key: str
-    size: int
-    status: str
-    reason: str | None = None
-    piece_cid: str | None = None
-    piece_cid_v2: str | None = None
-    padded_size: int | None = None
-    aggregate_id: str | None = None
-    aggregate_cid: str | None = None
-    aggregate_state: AggregateState | None = None
-    deal_size: int | None = None
-    offset: int | None = None
-    proof: InclusionProof | None = None
-
-    def verify_proof(self) -> None:
-        """Check the inclusion proof against the aggregate's PieceCID and deal size.
-
-        Raises:
-            AggregateError: There is no proof yet, or it does not lead to
-                exactly this aggregate.
-        """
-        if self.proof is None or not self.piece_cid_v2 or not self.aggregate_cid:
-            msg = f"{self.link or self.key}: no inclusion proof yet ({self.status})"
-            raise AggregateError(msg)
-        piece = PieceInfo.from_cid(self.piece_cid_v2)
-        agg = PieceInfo.from_cid(self.aggregate_cid, self.deal_size)
-        self.proof.verify(piece.root, piece.padded_size, agg.root, agg.padded_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The entry as JSON-ready data (the proof as ``InclusionProof.to_json``)."""
-        data = attrs.asdict(self, recurse=False)
-        state = data.pop("aggregate_state")
-        agg = {
-            "id": data.pop("aggregate_id"),
-            "piece_cid": data.pop("aggregate_cid"),
-            "state": None if state is None else state.value,
-            "deal_size": data.pop("deal_size"),
-        }
-        return data | {
-            "link": None if self.link is None else str(self.link),
-            "aggregate": None if self.aggregate_id is None else agg,
-            "proof": None if self.proof is None else self.proof.to_json(),
-        }
-
-
-@attrs.frozen(kw_only=True)
-class BackfillResult(RecipeResult):
-    """What one call of [backfill_filecoin][carmigrate.recipes.backfill_filecoin] did (or, dry, would do).
-
-    The recipe's result (``round``, ``runs``, CARs per verdict; ``failed``:
-    CARs not verified or refused by the queue, tried again by the next call)
-    with its outputs as attributes.
-
-    Attributes:
-        from_ledgers: CARs to offer whose PieceCID came from a migration
-            ledger (not read).
-        scanned: CARs scanned (read, verified and hashed) in this call.
-        offered: CARs offered to the queue in this call.
-        duplicates: Of those, pieces the queue already knew.
-        skipped: Ledger items that are not verified CARs (left out).
-        aggregates: Aggregates the queue built in this call.
-        manifests: Paths of the deal manifests written.
-    """
-
-    from_ledgers: int
-    scanned: int
-    offered: int
-    duplicates: int
-    skipped: int
-    aggregates: tuple[AggregateRecord, ...]
-    manifests: tuple[str, ...]
-
-
 def _car_cid(sha256: str) -> CID:
     return CID.create(1, CAR_CODEC, Multihash(0x12, bytes.fromhex(sha256)))
 
 
-def _car_data(m: MemberRecord | None) -> dict[str, Any]:
-    """What a verified CAR's record says of it; empty if it is not one with a PieceCID."""
+def _car(m: MemberRecord | None) -> tuple[dict[str, Any], str | None]:
+    """A CAR's facts once verified with its PieceCID, else why not (``None``: pending)."""
+    problem = _problem(m)
     rec = m.record if m is not None and m.state is MemberState.VERIFIED else None
-    if rec is None or rec.car_check != "verified" or not rec.sha256:
-        return {}
-    if not rec.piece_cid_v2:
-        return {}
+    if problem is not None or rec is None:
+        return {}, problem
+    if not rec.sha256 or not rec.piece_cid_v2:
+        return {}, "no PieceCID was computed"
     piece = PieceInfo.from_cid(rec.piece_cid_v2)
     return {
         "link": str(_car_cid(rec.sha256)),
@@ -317,133 +219,7 @@ def _car_data(m: MemberRecord | None) -> dict[str, Any]:
         "piece_cid": rec.piece_cid or str(piece.cid_v1),
         "piece_cid_v2": rec.piece_cid_v2,
         "padded_size": int(piece.padded_size),
-    }
-
-
-def _problem(m: MemberRecord | None) -> str | None:
-    """Why a CAR cannot be offered as it stands (``None``: it can, or it is not settled)."""
-    if m is None or m.record is None or _car_data(m):
-        return None
-    rec = m.record
-    if m.state is MemberState.VERIFIED and rec.car_check == "partial":
-        return "only partly verified: some blocks use hash functions carmigrate cannot compute"
-    if m.state is MemberState.VERIFIED:
-        if rec.car_check != "verified":
-            return "not verified as a CAR"
-        return "no PieceCID was computed"
-    if m.state not in (MemberState.FAILED, MemberState.CONFLICT):
-        return None
-    where = "" if rec.offset is None else f" (at byte {rec.offset})"
-    reason = f"{rec.reason or rec.state.value}{where}"
-    # the item carries the SHA-256 its CAR CID names: a sha256 mismatch says which
-    named = rec.item.sha256 is not None and "sha256" in reason
-    return f"not the bytes its CAR CID names: {reason}" if named else reason
-
-
-class BackfillJournal:
-    """The backfill's work ledger joined with the queue: every CAR's way into a deal.
-
-    Read-only. State: the work ledger (opened read-only) and a cache of the
-    aggregates rebuilt for proofs.
-
-    Args:
-        work_dir: The backfill's work folder.
-        queue: The aggregate queue it offered to.
-
-    Raises:
-        PlanError: There is no work ledger in ``work_dir``.
-    """
-
-    def __init__(self, work_dir: str | os.PathLike[str], queue: AggregateQueue) -> None:
-        path = Path(work_dir) / "ledger.db"
-        if not path.exists():
-            raise PlanError(f"no Filecoin backfill journal in {os.fspath(work_dir)!r}")
-        self._ledger = Ledger(path, readonly=True)
-        self._open = self._ledger.open_round() is not None
-        self._queue = queue
-        self._aggs: dict[str, tuple[AggregateRecord, Any, dict[str, Any]]] = {}
-
-    def close(self) -> None:
-        """Close the work ledger. Idempotent."""
-        self._ledger.close()
-
-    def __enter__(self) -> BackfillJournal:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _cars(self) -> Iterator[BackfillEntry]:
-        """Every CAR as the work ledger knows it (``offered``: handed to the queue)."""
-        for u in self._ledger.units(kind="car"):
-            m = self._ledger.member(u.unit.members[0])
-            d = {**u.unit.data, **_car_data(m)}
-            if not d.get("link") and m is not None and m.record and m.record.sha256:
-                d["link"] = str(_car_cid(m.record.sha256))  # a failed CAR's bytes
-            status = _STATUS.get(u.verdict) or ("scanning" if self._open else "scan")
-            yield BackfillEntry(
-                link=CID.decode(d["link"]) if d.get("link") else None,
-                origin=d["origin"],
-                key=d["key"],
-                size=d["size"],
-                status="offered" if d.get("offered") else status,
-                reason="; ".join(u.reasons) or None,
-                piece_cid=d.get("piece_cid"),
-                piece_cid_v2=d.get("piece_cid_v2"),
-                padded_size=d.get("padded_size"),
-            )
-
-    def _join(self, entry: BackfillEntry) -> BackfillEntry:
-        """The entry with what the queue knows of it."""
-        if entry.status != "offered" or not entry.piece_cid_v2:
-            return entry
-        rec = self._queue.find(PieceInfo.from_cid(entry.piece_cid_v2))
-        if rec is None:
-            return attrs.evolve(entry, status="ready")
-        entry = attrs.evolve(
-            entry,
-            status=rec.status.lower(),
-            reason=rec.drop_reason,
-            aggregate_id=rec.aggregate_id,
-        )
-        if rec.aggregate_id is None:
-            return entry
-        if rec.aggregate_id not in self._aggs:
-            agg = self._queue.get(rec.aggregate_id)
-            tree = (
-                self._queue.aggregate(agg.aggregate_id) if agg.state in _BUILT else None
-            )
-            at = {
-                p.key: (pos, off)
-                for pos, off, p in self._queue.members(agg.aggregate_id)
-            }
-            self._aggs[rec.aggregate_id] = (agg, tree, at)
-        agg, tree, at = self._aggs[rec.aggregate_id]
-        position, offset = at.get(rec.key, (None, None))
-        return attrs.evolve(
-            entry,
-            aggregate_cid=agg.piece_cid,
-            aggregate_state=agg.state,
-            deal_size=agg.deal_size,
-            offset=offset,
-            proof=None if tree is None or position is None else tree.proof(position),
-        )
-
-    def entries(self, *, status: str | None = None) -> Iterator[BackfillEntry]:
-        """Every CAR of the backfill, by store and key (filtered by its final ``status``)."""
-        for car in self._cars():
-            entry = self._join(car)
-            if status is None or entry.status == status:
-                yield entry
-
-    def lookup(self, link: CID | str) -> BackfillEntry | None:
-        """The entry of a CAR CID (its first, if several stores hold the CAR)."""
-        want = CID.decode(str(link))
-        return next((self._join(c) for c in self._cars() if c.link == want), None)
-
-    def counts(self) -> dict[str, int]:
-        """CARs per status before the queue: ``scan``, ``scanning``, ``ready``, ``offered``, ``failed``."""
-        return dict(collections.Counter(c.status for c in self._cars()))
+    }, None
 
 
 def _unit(origin: str, key: str, size: int, tenant: str | None, **data: Any) -> Unit:
@@ -458,28 +234,17 @@ def _from_ledgers(paths: Sequence[str], found: dict[str, Any]) -> int:
     skipped = 0
     for path in paths:
         with Ledger(path, readonly=True) as src:
-            header = src.header
+            head, via = src.header, f"ledger:{os.path.abspath(path)}"
             for rec in src.items():
-                item, sha = rec.item, rec.sha256
-                if (
-                    rec.state is not ItemState.VERIFIED
-                    or item.source_key is None
-                    or not header.verification.is_car(item.source_key)
-                    or rec.car_check != "verified"
-                    or sha is None
-                ):
+                key, sha = rec.item.source_key, rec.sha256
+                ok = rec.state is ItemState.VERIFIED and rec.car_check == "verified"
+                if not ok or not sha or not key or not head.verification.is_car(key):
                     skipped += 1
                     continue
-                key, tenant = item.destination_key, item.cohort or None
-                via, link = f"ledger:{os.path.abspath(path)}", str(_car_cid(sha))
+                data = {"via": via, "link": str(_car_cid(sha)), "sha256": sha}
+                item, tenant = rec.item, rec.item.cohort or None
                 unit = _unit(
-                    header.destination,
-                    key,
-                    item.size,
-                    tenant,
-                    via=via,
-                    link=link,
-                    sha256=sha,
+                    head.destination, item.destination_key, item.size, tenant, **data
                 )
                 has = rec if rec.piece_cid_v2 else None
                 if unit.name not in found or (has and found[unit.name][1] is None):
@@ -491,10 +256,9 @@ def _make_plans(o: BackfillOptions, ctx: RecipeContext) -> RoundPlans:
     """Units for the CARs not offered yet; in-place scans for those without a PieceCID."""
     paths = list(o.ledgers)
     if o.w3up_work is not None:
-        from carmigrate.recipes.w3up_legacy import W3upLegacyJournal
-
-        with W3upLegacyJournal(o.w3up_work) as journal:
-            paths += journal.ledgers()
+        with work_ledger(o.w3up_work) as work:
+            ran = [p.ledger for r in work.rounds() for p in r.plans]
+        paths += [path for path in ran if os.path.exists(path)]  # run so far
     # by unit name: the unit, and the ledger record that has its PieceCID
     found: dict[str, tuple[Unit, ItemRecord | None]] = {}
     skipped = _from_ledgers(paths, found)
@@ -508,14 +272,11 @@ def _make_plans(o: BackfillOptions, ctx: RecipeContext) -> RoundPlans:
             with contextlib.suppress(FormatError):
                 cid = car_cid_from_key(info.key)
             sha = cid.digest.hex() if cid and cid.hash_code == 0x12 else None
-            link = None if cid is None else str(cid)
-            unit = _unit(
-                origin, info.key, info.size, None, via="scan", link=link, sha256=sha
-            )
+            data = {"via": "scan", "link": cid and str(cid), "sha256": sha}
+            unit = _unit(origin, info.key, info.size, None, **data)
             found.setdefault(unit.name, (unit, None))
-    offered = {
-        u.name for u in ctx.ledger.units(kind="car") if u.unit.data.get("offered")
-    }
+    units = ctx.ledger.units(kind="car")
+    offered = {u.name for u in units if u.unit.data.get("offered")}
     todo = [v for name, v in found.items() if name not in offered]
     taken = [rec for _, rec in todo if rec is not None]
     ctx.ledger.record_items(None, taken)  # their outcome, without a read
@@ -523,7 +284,7 @@ def _make_plans(o: BackfillOptions, ctx: RecipeContext) -> RoundPlans:
     scans: dict[str, list[PlanItem]] = {}
     for unit, has in todo:
         d = unit.data
-        if has is None and not _car_data(ctx.ledger.member(d["key"])):
+        if has is None and not _car(ctx.ledger.member(d["key"]))[0]:
             scans.setdefault(d["origin"], []).append(
                 PlanItem(
                     source_key=d["key"],
@@ -549,12 +310,11 @@ def _finish(o: BackfillOptions, ctx: RecipeContext) -> dict[str, Any]:
     for u in led.units(kind="car"):
         if u.unit.data.get("offered"):
             continue
-        m = led.member(u.unit.members[0])
-        problem = _problem(m)
+        car, problem = _car(led.member(u.unit.members[0]))
         if problem is not None:
             led.set_verdict(u.name, Verdict.FAILED, [problem])
         elif u.verdict is Verdict.COMPLETE:
-            ready.append((u.name, {**u.unit.data, **_car_data(m)}))
+            ready.append((u.name, {**u.unit.data, **car}))
     out: dict[str, Any] = {"from_ledgers": 0, "skipped": 0, **ctx.notes}
     out |= {"offered": 0, "duplicates": 0, "aggregates": [], "manifests": []}
     if ctx.dry_run:
@@ -575,9 +335,8 @@ def _finish(o: BackfillOptions, ctx: RecipeContext) -> dict[str, Any]:
         for i in range(0, len(ready), _OFFER_BATCH):
             batch, done = ready[i : i + _OFFER_BATCH], []
             try:
-                out["duplicates"] += len(
-                    queue.offer(offer(d) for _, d in batch).duplicates
-                )
+                dups = queue.offer(offer(d) for _, d in batch).duplicates
+                out["duplicates"] += len(dups)
                 done = batch
             except AggregateError:  # one refused piece refuses the call: one by one
                 for name, d in batch:
@@ -591,14 +350,38 @@ def _finish(o: BackfillOptions, ctx: RecipeContext) -> dict[str, Any]:
             out["offered"] += len(done)
         manifests = LocalStore(ctx.output("manifests"))
         for agg in queue.build() if o.build else []:
-            name = f"{agg.piece_cid}.json"
-            text = json.dumps(
-                queue.manifest(agg.aggregate_id), indent=1, sort_keys=True
-            )
+            name, manifest = f"{agg.piece_cid}.json", queue.manifest(agg.aggregate_id)
+            text = json.dumps(manifest, indent=1, sort_keys=True)
             manifests.write(name, f"{text}\n".encode())
             out["aggregates"].append(agg.aggregate_id)
             out["manifests"].append(str(ctx.work / "manifests" / name))
+        _settle(queue, led)
     return out
+
+
+def _settle(queue: AggregateQueue, led: Ledger) -> None:
+    """Record in each offered CAR's unit what the queue did with it (see the module docs)."""
+    built: dict[str, dict[str, Any]] = {}  # the pieces of built aggregates, by PieceCID
+    changed: dict[str, dict[str, Any]] = {}
+    for u in led.units(kind="car"):
+        d = u.unit.data
+        piece = PieceInfo.from_cid(d["piece_cid_v2"]) if d.get("offered") else None
+        rec = None if piece is None else queue.find(piece)
+        if rec is None or (rec.aggregate_id == d.get("aggregate") and d.get("proof")):
+            continue  # unknown to this queue, or settled: it stays as recorded
+        if rec.aggregate_id and rec.aggregate_id not in built:
+            with contextlib.suppress(AggregateError):  # not built yet
+                m: dict[str, Any] = queue.manifest(rec.aggregate_id)
+                built[rec.aggregate_id] = {p["piece_cid"]: m | p for p in m["pieces"]}
+        at = built.get(rec.aggregate_id or "", {}).get(rec.piece_cid, {})
+        facts = {"aggregate": rec.aggregate_id, "drop_reason": rec.drop_reason}
+        facts |= {k: at.get(k) for k in _DEAL} | {"queue_status": rec.status.lower()}
+        if any(d.get(k) != v for k, v in facts.items()):
+            changed[u.name] = {**d, **facts}
+        if len(changed) >= _OFFER_BATCH:
+            led.set_unit_data(changed)
+            changed.clear()
+    led.set_unit_data(changed)
 
 
 FILECOIN_BACKFILL: Final[Recipe[BackfillOptions]] = register_recipe(
@@ -626,19 +409,14 @@ def backfill_filecoin(
     queue: AggregateQueue,
     work_dir: str | os.PathLike[str],
     *,
-    ledgers: Sequence[str | os.PathLike[str]] = (),
-    bucket: Store | str | None = None,
-    prefix: str = "",
-    car_pattern: str = r"(?i)\.car$",
-    url_template: str | None = None,
-    build: bool = True,
     limits: Limits | None = None,
     executor: Executor | None = None,
     reporters: Sequence[Reporter] = (),
     stores: Sequence[Store] = (),
     store_options: Mapping[str, Any] | None = None,
     dry_run: bool = False,
-) -> BackfillResult:
+    **options: Any,
+) -> RecipeResult:
     """Compute the PieceCIDs of existing CARs, offer them, build aggregates, write manifests.
 
     [run_recipe][carmigrate.recipes.run_recipe] of
@@ -650,56 +428,43 @@ def backfill_filecoin(
     Args:
         queue: The aggregate queue (its constraints and policy decide what is built).
         work_dir: The work folder (``ledger.db``, ``rounds/``, ``manifests/``).
-        ledgers: Migration ledger files whose verified CARs to take.
-        bucket: A store (or URL) whose CARs to scan.
-        prefix: Only keys of ``bucket`` with this prefix.
-        car_pattern: Regular expression a key of ``bucket`` must match.
-        url_template: ``str.format`` template of the URL a storage provider
-            fetches a CAR from, with ``link`` (CAR CID) and ``key``.
-        build: Run the queue's packing policy after offering.
         limits: The engine's limits of the scan runs.
         executor: Where the engine runs scans (default: its thread pool).
         reporters: Engine event reporters for the scans.
-        stores: Stores to scan with (by URL); others are opened from URLs.
+        stores: Stores to scan with (by URL), besides a ``bucket`` given as
+            a store; others are opened from URLs.
         store_options: Options for stores opened from URLs.
         dry_run: Only count and plan the scans; nothing is run, offered or written.
+        **options: Which CARs to take and how to offer them: the fields of
+            [BackfillOptions][carmigrate.recipes.BackfillOptions] but the
+            queue and its packing rules (``ledgers``, ``w3up_work``,
+            ``bucket``, ``prefix``, ``car_pattern``, ``url_template``,
+            ``build``).
 
     Returns:
-        What this call did.
+        The recipe's result: CARs per verdict (``units``; ``failed``: CARs
+        not verified or refused by the queue, tried again by the next call),
+        CARs scanned (``planned``), and in ``outputs``: ``from_ledgers``
+        (CARs whose PieceCID a migration ledger had: not read),
+        ``skipped`` (ledger items that are not verified CARs: left out),
+        ``offered`` and of those ``duplicates`` (pieces the queue knew),
+        ``aggregates`` (ids of the aggregates built) and ``manifests``
+        (their paths). Per CAR: the work ledger (see the module docs).
 
     Raises:
         PlanError: A ledger without a plan, or neither ledgers nor a bucket.
         StorageError: Listing the bucket failed (nothing was planned).
         AggregateError: The packing policy failed.
+        TypeError: An option ``BackfillOptions`` does not have.
     """
-    options = BackfillOptions(
-        queue=queue,
-        ledgers=_paths(ledgers),
-        bucket=bucket,
-        prefix=prefix,
-        car_pattern=car_pattern,
-        url_template=url_template,
-        build=build,
-    )
-    given = [bucket] if bucket is not None and not isinstance(bucket, str) else []
-    r = run_recipe(
+    return run_recipe(
         FILECOIN_BACKFILL,
-        options,
+        BackfillOptions(queue=queue, **options),
         work_dir,
         limits=limits,
         executor=executor,
         reporters=reporters,
-        stores=[*stores, *given],
+        stores=stores,
         store_options=store_options,
         dry_run=dry_run,
-    )
-    return BackfillResult(
-        **attrs.asdict(r, recurse=False),
-        from_ledgers=r.outputs["from_ledgers"],
-        scanned=sum(p.items for p in r.plans),
-        offered=r.outputs["offered"],
-        duplicates=r.outputs["duplicates"],
-        skipped=r.outputs["skipped"],
-        aggregates=tuple(queue.get(a) for a in r.outputs["aggregates"]),
-        manifests=tuple(r.outputs["manifests"]),
     )
