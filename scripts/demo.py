@@ -16,9 +16,10 @@
 
 Running it again reuses the bucket, the plan and the ledger: every good item
 is already verified and nothing is copied. ``--fresh`` starts over.
-Everything goes through the library; the equivalent ``carmigrate`` commands
-are printed so you can repeat each step by hand. Everything it writes stays
-under ``--root`` (default ``.demo/``).
+Steps 2, 3, 4 and 6 run the ``carmigrate`` command line (in this process)
+and show exactly what it prints, after the command itself, so you can repeat
+each step by hand; step 5 uses the library (the CLI builds one aggregate at a
+time). Everything it writes stays under ``--root`` (default ``.demo/``).
 
     python scripts/demo.py [--root DIR] [--uploads N] [--deal-size BYTES] [--fresh]
 """
@@ -26,6 +27,7 @@ under ``--root`` (default ``.demo/``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import random
@@ -39,23 +41,12 @@ from typing import TYPE_CHECKING
 from carmigrate.aggregate import PackingConstraints, PackItem, pack
 from carmigrate.car import CarWriter
 from carmigrate.cid import CID, encode_dag_cbor
+from carmigrate.cli import main as cli_main
 from carmigrate.commp import IMPLEMENTATION, PieceInfo
 from carmigrate.migrate import (
-    Check,
-    CohortRule,
     ItemState,
     Ledger,
-    Limits,
-    Stage,
-    VerificationPolicy,
-    execute,
-    load_plan,
-    plan,
-    report,
-    resume,
-    verify,
 )
-from carmigrate.storage import LocalStore
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -136,8 +127,18 @@ def generate(where: Path, uploads: int) -> tuple[int, int, str]:
     return count, total, damaged
 
 
-def _cli(*argv: str) -> None:
+def _cli(*argv: str) -> int:
+    """Run one ``carmigrate`` command; show it and what it prints; its exit code."""
     print("   $ carmigrate " + " ".join(shlex.quote(a) for a in argv))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli_main(list(argv))
+    text = out.getvalue().rstrip()
+    if text:
+        print("   " + text.replace("\n", "\n   "))
+    if code:
+        print(f"   (exit code {code})")
+    return code
 
 
 def _mib(n: int) -> str:
@@ -182,81 +183,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"   one CAR has a damaged block: {damaged}\n")
 
-    verification = VerificationPolicy(
-        checks=[Check.SIZE, Check.SHA256, Check.CAR, Check.COMMP]
-    )
-    stages = [Stage("canary", ("uploads/u000*",))]
     print("2. Plan: list both buckets, decide per key, write a reviewable plan")
-    _cli(
-        "plan", str(legacy), str(new),
-        "--verify", "size,sha256,car,commp",
-        "--stage-by", "segments:2", "--stage", "canary=uploads/u000*",
-        "--concurrency", str(args.concurrency),
-        "-o", str(plan_path),
-    )  # fmt: skip
     if plan_path.exists() and ledger_path.exists():
-        the_plan = load_plan(plan_path)
-        print(f"   reusing {plan_path} (plan {the_plan.id})")
+        print(f"   reusing {plan_path} (--fresh to plan again)")
     else:
         ledger_path.unlink(missing_ok=True)
-        with LocalStore(legacy) as src, LocalStore(new) as dst:
-            the_plan = plan(
-                src,
-                dst,
-                verification=verification,
-                cohorts=CohortRule(segments=2),
-                stages=stages,
-                limits=Limits(concurrency=args.concurrency),
-                path=plan_path,
-            )
-        print("   " + the_plan.summary().to_markdown().replace("\n", "\n   "))
+        code = _cli(
+            "plan", str(legacy), str(new),
+            "--verify", "size,sha256,car,commp",
+            "--stage-by", "segments:2", "--stage", "canary=uploads/u000*",
+            "--concurrency", str(args.concurrency),
+            "-o", str(plan_path),
+        )  # fmt: skip
+        if code:
+            return code
+    print()
 
-    print("3. Run: the canary stage first, then the rest")
+    print(
+        "3. Run: the canary stage first, then the rest (the damaged CAR fails: exit 1)"
+    )
     t0 = time.perf_counter()
-    with Ledger(ledger_path) as ledger:
-        for stage in ("canary", None):
-            if stage:
-                _cli(
-                    "run",
-                    str(plan_path),
-                    "--ledger",
-                    str(ledger_path),
-                    "--stage",
-                    stage,
-                )
-            else:
-                _cli("run", str(plan_path), "--ledger", str(ledger_path))
-            result = execute(the_plan, ledger, stages=stage)
-            counts = {s.value: n for s, n in result.counts.items()}
-            print(
-                f"   run {result.run} ({stage or 'all stages'}): {result.items} items "
-                f"finished, {_mib(result.bytes)} copied; now {counts}"
-            )
-        if result.items == 0:
-            verified = ledger.counts().get(ItemState.VERIFIED, 0)
-            print(
-                f"   already verified, nothing copied: {verified} items were verified "
-                "by an earlier run and the ledger has nothing left to do"
-            )
-        for rec in ledger.items(state=ItemState.FAILED):
-            at = "" if rec.offset is None else f" (at byte {rec.offset})"
-            print(f"   FAILED {rec.item.key}: {rec.reason}{at}")
-        print(f"   {time.perf_counter() - t0:.1f} s\n")
+    plan_arg, ledger_args = str(plan_path), ("--ledger", str(ledger_path))
+    _cli("run", plan_arg, *ledger_args, "--stage", "canary", "--no-progress")
+    _cli("run", plan_arg, *ledger_args, "--no-progress")
+    print(f"   {time.perf_counter() - t0:.1f} s\n")
 
-        print("4. Verify: read the new bucket back, check it independently")
-        _cli("verify", str(plan_path), "--ledger", str(ledger_path))
-        t0 = time.perf_counter()
-        checked = verify(the_plan, ledger)
-        print(
-            f"   {checked.checked} objects re-read: {checked.verified} verified, "
-            f"{len(checked.mismatches)} mismatches ({time.perf_counter() - t0:.1f} s)"
-        )
-        if checked.mismatches:
-            for key, reason in checked.mismatches:
-                print(f"   MISMATCH {key}: {reason}")
-            _cli("resume", "--ledger", str(ledger_path))
-            again = resume(ledger)
-            print(f"   resume redid {again.items} items")
+    print("4. Verify: read the new bucket back, check it independently")
+    t0 = time.perf_counter()
+    if _cli("verify", plan_arg, *ledger_args) == 1:
+        _cli("resume", *ledger_args, "--no-progress")
+    print(f"   ({time.perf_counter() - t0:.1f} s)")
+    with Ledger(ledger_path) as ledger:
         print(f"   {new}/ holds {len(list(new.rglob('*.car')))} CARs\n")
 
         print(
@@ -286,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 agg.proof(j).verify(pl.root, pl.size, agg.root, agg.deal_size)
             for item in planned.items:
                 where[item.group or item.key].add(n)
-            cid = PieceInfo(agg.root, agg.deal_size, agg.deal_size // 128 * 127).cid_v1
+            cid = agg.piece_cid
             print(
                 f"   {cid}  {len(planned.items):>3} pieces  "
                 f"{planned.used / agg.deal_size:6.1%} full  "
@@ -304,10 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'all kept together' if not split else f'split: {split}'}\n"
         )
 
-        print("6. The report")
-        _cli("report", "--ledger", str(ledger_path), "--markdown")
-        text = report(ledger, max_listed=20).to_markdown()
-        print("   " + text.rstrip().replace("\n", "\n   "))
+    print("6. The report")
+    _cli("report", *ledger_args, "--markdown")
     print(
         f"\nDone in {time.perf_counter() - t_start:.1f} s. Run it again: nothing is copied twice."
     )

@@ -139,7 +139,7 @@ def test_plan_run_status_verify_report_on_local_folders(
     code, st = cli_json(capsys, "status", "--ledger", ledger)
     assert code == 0
     assert st["items"] == 11
-    assert st["by_state"] == {"FAILED": 1, "UNVERIFIABLE": 1, "VERIFIED": 9}
+    assert st["by_state"] == {"failed": 1, "unverifiable": 1, "verified": 9}
     assert st["plan_id"].startswith("bafy")
     assert st["running"] is False
     assert st["last_run"]["kind"] == "execute"
@@ -225,7 +225,7 @@ def test_plan_json_summary_and_options(
         capsys, "run", plan_file, "--ledger", ledger, "--stage", "first"
     )
     assert code == 0
-    assert res["by_state"] == {"VERIFIED": 6}
+    assert res["by_state"] == {"verified": 6}
     assert sorted(read_tree(tmp_path / "dst")) == sorted(
         k for k in bucket if k[0] == "a"
     )
@@ -246,7 +246,7 @@ def test_resume_rollback_and_canary_limits(
     code, res = cli_json(capsys, "resume", "--ledger", ledger, "--concurrency", "2")
     assert code == 1
     assert res["stop_reason"] == "done"
-    assert res["by_state"]["VERIFIED"] == 9
+    assert res["by_state"]["verified"] == 9
 
     code, dry = cli_json(
         capsys, "rollback", "--ledger", ledger, "--stage", "a", "--dry-run"
@@ -263,7 +263,7 @@ def test_resume_rollback_and_canary_limits(
         k for k in bucket if k[0] == "b" and k != "b/broken.car"
     )
     code, st = cli_json(capsys, "status", "--ledger", ledger)
-    assert st["by_state"]["ROLLED_BACK"] == 6
+    assert st["by_state"]["rolled_back"] == 6
 
 
 def test_verify_finds_a_changed_object_and_resume_redoes_it(
@@ -462,7 +462,7 @@ def test_s3_urls_configured_by_the_environment(
     code, res = cli_json(capsys, "run", down, "--ledger", str(tmp_path / "down.db"))
     assert code == 0
     assert res["by_state"] == {
-        "VERIFIED": len(good)
+        "verified": len(good)
     }  # S3's MD5s vouch for every object
     assert read_tree(tmp_path / "back") == good
     code, _, _ = cli(capsys, "verify", down, "--ledger", str(tmp_path / "down.db"))
@@ -485,7 +485,7 @@ def test_run_on_a_local_dask_cluster(
         capsys, "run", plan_file, "--ledger", ledger, "--dask", "local"
     )
     assert code == 1
-    assert res["by_state"] == {"FAILED": 1, "UNVERIFIABLE": 1, "VERIFIED": 9}
+    assert res["by_state"] == {"failed": 1, "unverifiable": 1, "verified": 9}
     assert read_tree(tmp_path / "dst") == {
         k: v for k, v in bucket.items() if k != "b/broken.car"
     }
@@ -562,14 +562,14 @@ def test_sigint_stops_a_run_cleanly_and_resume_continues(
     assert st["running"] is False
     assert st["last_run"]["stop_reason"] == "stopped"
     assert st["stop_requested"] is False
-    assert set(st["by_state"]) == {"PENDING", "VERIFIED"}  # nothing left in flight
-    assert 6 <= st["by_state"]["VERIFIED"] < 30
+    assert set(st["by_state"]) == {"pending", "verified"}  # nothing left in flight
+    assert 6 <= st["by_state"]["verified"] < 30
 
     code, res = cli_json(
         capsys, "resume", "--ledger", str(ledger), "--items-per-second", "1000"
     )
     assert code == 0
-    assert res["by_state"] == {"VERIFIED": 30}
+    assert res["by_state"] == {"verified": 30}
     assert read_tree(tmp_path / "dst") == objects
 
 
@@ -589,7 +589,8 @@ def _demo() -> Any:
 def test_demo_runs_and_a_second_run_copies_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """scripts/demo.py on 20 uploads: the damaged CAR fails; run twice, nothing is copied twice."""
+    """scripts/demo.py on 20 uploads runs the CLI and shows what it prints: the
+    damaged CAR fails; run twice, nothing is copied twice."""
     demo = _demo()
     root = str(tmp_path / "demo")
     args = ["--root", root, "--uploads", "20", "--deal-size", str(8 << 20)]
@@ -603,6 +604,10 @@ def test_demo_runs_and_a_second_run_copies_nothing(
     assert "every inclusion proof verified" in first
     assert "multi-shard uploads, all kept together" in first
     assert "- failed: 1" in first
+    assert "- complete: no" in first  # the failed CAR is not at the destination
+    assert "(exit code 1)" in first  # as the CLI exits
+    assert "$ carmigrate verify " in first
+    assert "$ carmigrate report " in first
 
     with Ledger(Path(root) / "ledger.db", readonly=True) as led:
         counts = led.counts()
@@ -614,10 +619,10 @@ def test_demo_runs_and_a_second_run_copies_nothing(
     second = capsys.readouterr().out
     assert "reusing it" in second
     assert "reusing " in second
-    assert "already verified, nothing copied" in second
     assert "wrote " not in second
-    assert "0 items finished, 0.0 MiB copied" in second
-    assert f"{verified} objects re-read: {verified} verified, 0 mismatches" in second
+    assert "$ carmigrate plan " not in second
+    assert second.count("0 items finished, 0 B sent") == 2
+    assert f"checked {verified}: {verified} verified (0 promoted)" in second
 
     assert demo.main([*args, "--fresh"]) == 0
     assert "wrote " in capsys.readouterr().out
