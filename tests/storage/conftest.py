@@ -111,7 +111,10 @@ def swift_endpoint(
 
 SWIFT_OPTIONS: dict[str, Any] = {
     # Swift s3api 2.30: no Checksum* fields, If-None-Match only on
-    # CompleteMultipartUpload, no cold storage classes.
+    # CompleteMultipartUpload, no cold storage classes. The default
+    # conditional_write="auto" finds the second out on the first if-absent
+    # write (see swift_defaults); declaring it makes capabilities say so from
+    # the start, which check_store's if_absent_race needs.
     "checksums": False,
     "conditional_write": "multipart",
     "cold_tier": False,
@@ -128,6 +131,22 @@ def swift(swift_endpoint: dict[str, str]) -> Iterator[S3Server]:
         swift_endpoint["SWIFT_S3_SECRET_KEY"],
         swift_endpoint.get("SWIFT_S3_REGION", "us-east-1"),
         options=dict(SWIFT_OPTIONS),
+    )
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def swift_defaults(swift_endpoint: dict[str, str]) -> Iterator[S3Server]:
+    """The Swift server, with S3Store's default options (no SWIFT_OPTIONS)."""
+    server = S3Server(
+        "swift",
+        swift_endpoint["SWIFT_S3_ENDPOINT"],
+        swift_endpoint["SWIFT_S3_ACCESS_KEY"],
+        swift_endpoint["SWIFT_S3_SECRET_KEY"],
+        swift_endpoint.get("SWIFT_S3_REGION", "us-east-1"),
     )
     try:
         yield server

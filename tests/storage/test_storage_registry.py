@@ -12,8 +12,10 @@ from carmigrate.storage import (
     ENTRY_POINT_GROUP,
     LocalStore,
     MemoryStore,
+    RetryPolicy,
     S3Store,
     Store,
+    check_store_options,
     open_store,
 )
 
@@ -134,3 +136,70 @@ def test_entry_point_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert store.options == {"flavour": "x"}
     with pytest.raises(TypeError, match="not a Store"):
         open_store("bad://x")
+
+
+# ----------------------------------------------------------------------
+# check_store_options
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("s3://b/p", {"foo": 1}, "unknown option 'foo' for s3 stores$"),
+        (
+            "s3://b/p",
+            {"part_sise": 1},
+            r"unknown option 'part_sise' for s3 stores \(did you mean 'part_size'\?\)",
+        ),
+        (
+            "s3://b",
+            {"part_size": "8M"},
+            "option 'part_size' of s3 stores takes int, not str '8M'",
+        ),
+        ("s3://b", {"part_size": True}, "takes int, not bool True"),
+        ("s3://b", {"checksums": "no"}, "takes bool, not str 'no'"),
+        (
+            "s3://b",
+            {"conditional_write": "maybe"},
+            "takes 'auto' \\| 'put' \\| 'multipart' \\| 'none', not str 'maybe'",
+        ),
+        ("s3://b", {"retry": 3}, "takes RetryPolicy \\| None, not int 3"),
+        ("s3://b", {"client": "x"}, "takes S3Client \\| None, not str 'x'"),
+        ("/tmp", {"fsync": "yes"}, "option 'fsync' of local stores takes bool"),
+        ("file:///tmp", {"bucket": "x"}, "unknown option 'bucket' for local stores"),
+        ("memory://m", {"name": "x"}, "unknown option 'name' for memory stores"),
+        (
+            "gs://b/p",
+            {"read_only": "yes"},
+            "option 'read_only' of gs stores takes bool",
+        ),
+    ],
+)
+def test_bad_options_are_named(
+    url: str, options: dict[str, object], message: str
+) -> None:
+    """Unknown names and values of the wrong type, by the backend's signature."""
+    with pytest.raises(TypeError, match=message):
+        check_store_options(url, options)
+
+
+def test_good_options_pass_and_open_store_checks_them(tmp_path: Path) -> None:
+    """Values of the right types pass; open_store refuses the bad ones itself."""
+    check_store_options(
+        "s3://b/p",
+        {
+            "part_size": 1 << 20,
+            "read_timeout": 5,  # an int is a float
+            "verify": False,
+            "storage_class": None,
+            "conditional_write": "multipart",
+            "addressing_style": "path",
+            "retry": RetryPolicy(),
+        },
+    )
+    check_store_options(tmp_path, {"fsync": False, "create": True})
+    check_store_options("gs://b", {"token": "anon", "anything": [1, 2]})  # fsspec's
+    with pytest.raises(TypeError, match="unknown option 'foo' for s3 stores"):
+        open_store("s3://b/p", foo=1)
+    with pytest.raises(TypeError, match="unknown option 'foo' for local stores"):
+        open_store(tmp_path, foo=1)

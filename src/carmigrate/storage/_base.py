@@ -15,6 +15,7 @@ __all__ = [
     "BufferLike",
     "Capabilities",
     "ObjectInfo",
+    "PendingUpload",
     "RestoreStatus",
     "Store",
     "SupportsPresignedUrls",
@@ -22,6 +23,8 @@ __all__ = [
     "SupportsRestore",
     "SupportsServerSideCopy",
     "SupportsTemporaryCleanup",
+    "SupportsUploadCleanup",
+    "UploadCleanup",
     "WriteData",
     "capabilities_of",
     "derive_capabilities",
@@ -252,7 +255,8 @@ class Store(Protocol):
     or not ([SupportsServerSideCopy][carmigrate.storage.SupportsServerSideCopy],
     [SupportsRestore][carmigrate.storage.SupportsRestore],
     [SupportsPresignedUrls][carmigrate.storage.SupportsPresignedUrls],
-    [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup]).
+    [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup],
+    [SupportsUploadCleanup][carmigrate.storage.SupportsUploadCleanup]).
 
     Attributes:
         url: Where the store points, for humans and plans. Never contains
@@ -501,6 +505,94 @@ class SupportsTemporaryCleanup(Protocol):
 
         Raises:
             ValueError: ``older_than`` is negative.
+        """
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class PendingUpload:
+    """A write a store started and that was neither finished nor aborted.
+
+    On S3 it is a multipart upload: its parts cost storage until it is
+    completed or aborted, and it never becomes an object by itself.
+
+    Attributes:
+        key: The key the upload would create, relative to the store's root.
+        upload_id: The backend's id of the upload.
+        initiated: When the backend says the upload started (timezone-aware),
+            if it says. Servers differ: some round it to the second, some
+            report a fixed time, so never identify an upload by it alone.
+    """
+
+    key: str
+    upload_id: str
+    initiated: datetime.datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class UploadCleanup:
+    """What [abort_uploads][carmigrate.storage.SupportsUploadCleanup.abort_uploads] did.
+
+    Attributes:
+        aborted: The uploads it aborted.
+        kept: Uploads of ``keep_resumable`` keys it left pending on purpose:
+            the next write of the key continues them.
+        failed: Uploads it could not abort, each with the error's message;
+            they are still pending.
+    """
+
+    aborted: tuple[PendingUpload, ...] = ()
+    kept: tuple[PendingUpload, ...] = ()
+    failed: tuple[tuple[PendingUpload, str], ...] = ()
+
+
+@runtime_checkable
+class SupportsUploadCleanup(Protocol):
+    """A store whose writes can leave pending uploads behind.
+
+    An S3 multipart upload holds its parts (and costs storage) until it is
+    completed or aborted. A writer killed mid-write leaves its upload
+    pending, and a write that fails transiently may keep it on purpose, so
+    that the next write of the same key continues it (``resumable_uploads``).
+    [S3Store][carmigrate.storage.S3Store] implements this Protocol, and
+    [resume][carmigrate.migrate.resume] calls it for the keys its plan
+    writes.
+
+    Unlike the Protocols of
+    [OPTIONAL_PROTOCOLS][carmigrate.storage.lowlevel.OPTIONAL_PROTOCOLS], it
+    has no [Capabilities][carmigrate.storage.Capabilities] flag: test for it
+    with ``isinstance``.
+    [StoreWrapper][carmigrate.storage.lowlevel.StoreWrapper] forwards it like
+    the others.
+    """
+
+    def abort_uploads(
+        self, keys: Iterable[str], *, keep_resumable: Iterable[str] = ()
+    ) -> UploadCleanup:
+        """Abort the pending uploads of ``keys``, whose writers the caller knows are gone.
+
+        Only uploads of exactly these keys are touched (not of keys they are
+        a prefix of), and never an object. Call it only when no writer of
+        these keys is at work: a writer whose upload is aborted fails.
+
+        Args:
+            keys: Keys whose pending uploads all go (their objects are
+                complete, or they will not be written again).
+            keep_resumable: Keys that will be written again: if the store
+                continues interrupted uploads, the one upload the next write
+                of the key would continue is kept (reported in ``kept``) and
+                only the others go; otherwise all go. A key in both
+                iterables counts as here.
+
+        Both iterables are read at most once, and not at all when nothing is
+        pending, so they may be generators over millions of keys.
+
+        Returns:
+            What was aborted, kept, and what could not be aborted.
+
+        Raises:
+            StorageError: The pending uploads could not be listed; nothing
+                was aborted.
         """
         ...
 
