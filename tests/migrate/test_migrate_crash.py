@@ -255,7 +255,7 @@ def test_sigkill_at_many_points_then_resume(
     assert final.returncode == 1, final.stderr  # the damaged CAR failed
     outcome = json.loads(final.stdout)
     assert outcome["items"] > 0, "the kills left no work for the final resume"
-    assert outcome["by_state"] == {"FAILED": 1, "VERIFIED": GOOD}
+    assert outcome["by_state"] == {"failed": 1, "verified": GOOD}
     assert outcome["complete"] is True
     # every writer a kill stopped left its temporary file in the folder of its
     # key, and the resume after it removed those of the items caught mid-copy

@@ -300,7 +300,14 @@ def test_report_and_status(src, dst, ledger) -> None:
     assert rep.conflicts_count == 1
     assert rep.unverifiable == 1
     assert rep.extras == 1
-    assert rep.complete
+    # failed and conflicting items are not at the destination: not complete
+    assert not rep.complete
+    assert not st.complete
+    assert st.open == "2 failed, 1 conflict"
+    assert (
+        "complete: no (1 runs); not complete while any item is 2 failed, 1 conflict"
+        in (rep.to_markdown())
+    )
     assert data["plan_id"] == p.id
     md = rep.to_markdown()
     assert "## Failures" in md

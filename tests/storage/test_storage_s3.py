@@ -839,3 +839,36 @@ def test_a_missing_aws_profile_is_a_storage_error(
         StorageError, match=r"s3://some-bucket: .*carmigrate-no-such-profile"
     ):
         S3Store("some-bucket")
+
+
+def test_list_all_reports_the_keys_list_leaves_out(s3: S3Server) -> None:
+    """Keys that break the key rules are not objects of the store, but list_all
+    names each (an empty folder marker holds nothing and is left out), and a
+    plan from the bucket lists them as UNMIGRATABLE (#13 item 1)."""
+    from carmigrate.migrate import Action, plan
+    from carmigrate.storage import MemoryStore, SupportsFullListing, Unmigratable
+
+    store = s3.store()
+    assert isinstance(store, SupportsFullListing)
+    bad = ["a//b", "./x", "a/../b", "//lead", "t\tab", "full/"]
+    for key in [*bad, "empty/"]:
+        store.client.put_object(
+            Bucket=store.bucket, Key=key, Body=b"" if key == "empty/" else b"data"
+        )
+    store.write("good/key", b"ok")
+
+    assert [o.key for o in store.list()] == ["good/key"]
+    entries = list(store.list_all())
+    objects = [e.key for e in entries if not isinstance(e, Unmigratable)]
+    left_out = {e.name: e for e in entries if isinstance(e, Unmigratable)}
+    assert objects == ["good/key"]
+    assert set(left_out) == set(bad)
+    assert all(e.size == 4 for e in left_out.values())
+    assert "key rules" in left_out["a//b"].reason
+
+    made = plan(store, MemoryStore("dst"))
+    actions = {i.source_key: i.action for i in made.items()}
+    assert actions == {
+        **dict.fromkeys(bad, Action.UNMIGRATABLE),
+        "good/key": Action.COPY,
+    }

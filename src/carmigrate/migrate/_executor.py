@@ -21,7 +21,7 @@ from typing import Any, Final
 import attrs
 
 from carmigrate import _html
-from carmigrate.errors import PlanError
+from carmigrate.errors import PlanError, StorageError
 from carmigrate.migrate import serde
 from carmigrate.migrate._events import Event, EventKind, Reporter
 from carmigrate.migrate._ledger import ItemRecord, Ledger, outcome_fields
@@ -45,7 +45,14 @@ from carmigrate.migrate._transfer import (
     run_task,
     run_tasks,
 )
-from carmigrate.storage import Store, SupportsTemporaryCleanup, is_local_url, open_store
+from carmigrate.storage import (
+    Store,
+    SupportsTemporaryCleanup,
+    SupportsUploadCleanup,
+    UploadCleanup,
+    is_local_url,
+    open_store,
+)
 
 __all__ = ["RunResult", "StoreOptions", "execute", "resume"]
 
@@ -115,8 +122,10 @@ class RunResult:
     @property
     def complete(self) -> bool:
         """The run was not stopped early and no item of the covered stages is
-        pending, warming, in flight or unchecked (failed items may remain:
-        see ``failures`` and ``counts``).
+        pending, warming, in flight or unchecked: the run did all it could.
+        Failed, conflicting and unmigratable items may remain (see
+        ``failures`` and ``counts``); whether the migration is complete is
+        [Report.complete][carmigrate.migrate.Report].
         """  # noqa: D205
         open_states = (_S.PENDING, _S.WARMING, _S.COPYING, _S.COPIED)
         return self.stop_reason == "done" and not any(
@@ -319,6 +328,58 @@ def remove_temporary_of_crash(ledger: Ledger, destination: Store) -> int:
         "removed %d temporary files of %d items caught mid-copy", removed, len(keys)
     )
     return removed
+
+
+_WRITTEN_AGAIN: Final = (
+    ItemState.PENDING,
+    ItemState.WARMING,
+    ItemState.COPYING,
+    ItemState.FAILED,
+)
+"""States of items a resume may write (again)."""
+
+
+def abort_stray_uploads(ledger: Ledger, destination: Store) -> UploadCleanup | None:
+    """Abort the pending uploads left under the keys this plan writes.
+
+    For a destination with [SupportsUploadCleanup][carmigrate.storage.SupportsUploadCleanup]
+    (S3): the keys of items the plan copies (and of those it compares, if
+    it may overwrite them). Items that will be written again keep the one
+    upload their next write continues; all other uploads of those keys go.
+    Keys the plan does not write are left alone. Listing failures are
+    logged, not raised.
+
+    Returns:
+        What was aborted, kept and could not be aborted; ``None`` when the
+        destination does not implement the Protocol or cannot list its
+        pending uploads.
+    """
+    if not isinstance(destination, SupportsUploadCleanup):
+        return None
+    actions = [Action.COPY]
+    if ledger.header.transfer.overwrite is Overwrite.IF_DIFFERENT:
+        actions += [Action.VERIFY, Action.CONFLICT]
+    done = [s for s in ItemState if s not in _WRITTEN_AGAIN]
+    try:
+        result = destination.abort_uploads(
+            (r.item.destination_key for r in ledger.items(action=actions, state=done)),
+            keep_resumable=(
+                r.item.destination_key
+                for r in ledger.items(action=actions, state=_WRITTEN_AGAIN)
+            ),
+        )
+    except StorageError as e:
+        _log.warning("could not list the destination's pending uploads: %s", e)
+        return None
+    if result.aborted or result.failed:
+        _log.info(
+            "aborted %d pending uploads under the plan's keys (%d kept to continue)",
+            len(result.aborted),
+            len(result.kept),
+        )
+    for upload, reason in result.failed:
+        _log.warning("could not abort the pending upload of %r: %s", upload.key, reason)
+    return result
 
 
 def _check_store(store: Store, url: str, what: str) -> None:
@@ -984,6 +1045,7 @@ def _run_items(
         stores = ctx.workers.stores
         if kind == "resume" and stores is not None:
             remove_temporary_of_crash(ledger, stores.destination)
+            abort_stray_uploads(ledger, stores.destination)
         coordinator = _Executor(
             ledger,
             ctx,
@@ -1124,7 +1186,11 @@ def resume(
     [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup],
     as a local folder does), the temporary files of those items' keys (left
     by the writers the crash killed) are deleted first, whatever their age;
-    [verify][carmigrate.migrate.verify] does the same.
+    [verify][carmigrate.migrate.verify] does the same. On a destination with
+    [SupportsUploadCleanup][carmigrate.storage.SupportsUploadCleanup] (S3),
+    pending uploads under the keys the plan writes are aborted first too,
+    except the one each item still to be written would continue; uploads
+    under other keys are left alone.
     Arguments as for [execute][carmigrate.migrate.execute].
 
     Raises:

@@ -85,6 +85,7 @@ _ALLOWED_FROM: Final[Mapping[ItemState, frozenset[ItemState]]] = {
     _S.SKIPPED: frozenset({_S.PENDING}),
     _S.CONFLICT: frozenset({_S.PENDING, _S.COPYING, _S.FAILED}),
     _S.ROLLED_BACK: frozenset({_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED, _S.FAILED}),
+    _S.UNMIGRATABLE: frozenset(),  # set when the plan is attached, never changed
 }
 
 _SUCCESS: Final = frozenset({_S.VERIFIED, _S.UNVERIFIABLE, _S.COPIED})
@@ -386,6 +387,8 @@ def _initial_state(action: Action, overwrite: bool) -> ItemState:
         return ItemState.PENDING
     if action is Action.CONFLICT:
         return ItemState.PENDING if overwrite else ItemState.CONFLICT
+    if action is Action.UNMIGRATABLE:
+        return ItemState.UNMIGRATABLE
     return ItemState.SKIPPED
 
 

@@ -59,6 +59,13 @@ class Action(enum.Enum):
         CONFLICT: Present and different. Never overwritten unless the
             transfer policy says ``overwrite=IF_DIFFERENT``.
         EXTRA: Only at the destination. Reported; a plan run never deletes it.
+        UNMIGRATABLE: At the source but not migratable, and listed so nothing
+            is left out silently: an entry the source lists but cannot offer
+            as an object (a symlink, a FIFO, a name that is not UTF-8, a
+            reserved ``.carmigrate.*`` name, a key that breaks the key
+            rules), or a destination key that can never be written. Its
+            ``reason`` says which; its key is the entry's name as text. Never
+            run; a migration with such items is not complete.
     """
 
     COPY = "copy"
@@ -66,6 +73,7 @@ class Action(enum.Enum):
     VERIFY = "verify"
     CONFLICT = "conflict"
     EXTRA = "extra"
+    UNMIGRATABLE = "unmigratable"
 
     # Members are singletons compared by identity; the C-level identity hash
     # keeps the planner's per-item dict lookups cheap (Enum's own hashes the
@@ -102,6 +110,9 @@ class ItemState(enum.Enum):
         CONFLICT: Different at the destination and left alone.
         ROLLED_BACK: Created by this plan and deleted again by
             [rollback][carmigrate.migrate.rollback].
+        UNMIGRATABLE: An ``UNMIGRATABLE`` item: never run, and the migration
+            is not complete while any exists (the source must not be
+            decommissioned: these objects are not at the destination).
     """
 
     PENDING = "pending"
@@ -114,6 +125,7 @@ class ItemState(enum.Enum):
     SKIPPED = "skipped"
     CONFLICT = "conflict"
     ROLLED_BACK = "rolled_back"
+    UNMIGRATABLE = "unmigratable"
 
     __hash__ = object.__hash__
 

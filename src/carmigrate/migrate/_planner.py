@@ -48,7 +48,7 @@ from carmigrate.migrate._model import (
 )
 from carmigrate.migrate._plan import _WRITE_BATCH, Plan, _totals, redact_url
 from carmigrate.migrate._schema import digests_json
-from carmigrate.storage import capabilities_of
+from carmigrate.storage import SupportsFullListing, Unmigratable, capabilities_of
 from carmigrate.storage.lowlevel import validate_key
 
 if TYPE_CHECKING:
@@ -230,17 +230,28 @@ def _plan(
         )
     dest_prefix = "" if ids.rewrite_key else prefix
 
+    unlisted: list[Unmigratable] = []
+
     def listing(
         store: Store | str,
         given: Iterable[ObjectInfo | ListingEntry] | None,
         pfx: str,
         what: str,
+        full: bool = False,
     ) -> Iterator[ListingEntry]:
         if given is None:
             assert not isinstance(store, str)
-            if store.capabilities.sorted_listing:
+            if full and isinstance(store, SupportsFullListing):
+                # every entry accounted for: what list() leaves out is set
+                # aside (and planned as UNMIGRATABLE after the join)
+                objects = _objects_of(store.list_all(pfx), unlisted)
+                entries = to_entries(objects)
+                if store.capabilities.sorted_listing:
+                    return check_sorted(entries, what=f"the listing of {store.url}")
+            elif store.capabilities.sorted_listing:
                 return iter_sorted_listing(store, pfx)  # streams, order checked
-            entries = to_entries(store.list(pfx))
+            else:
+                entries = to_entries(store.list(pfx))
         else:
             entries = _entries_of(given, pfx)
             if presorted:
@@ -250,7 +261,7 @@ def _plan(
         # also catches repeated keys
         return external_sort(_packed(entries), run_size=run_size, temp_dir=temp_dir)  # type: ignore[return-value]
 
-    src = listing(source, source_listing, prefix, "the source listing")
+    src = listing(source, source_listing, prefix, "the source listing", full=True)
     dst = listing(
         destination, destination_listing, dest_prefix, "the destination listing"
     )
@@ -297,6 +308,7 @@ def _plan(
             items,
             with_ids=ids.active,
             key_limit=key_limit,
+            unlisted=unlisted,
         )
 
     if path is None:
@@ -459,6 +471,7 @@ def _build(
     *,
     with_ids: bool,
     key_limit: int | None = None,
+    unlisted: list[Unmigratable] | None = None,
 ) -> dict[str, Any]:
     """The hot loop: merge-join, classify and encode every item.
 
@@ -466,6 +479,10 @@ def _build(
     ``validate_key`` with that length limit, a batch of keys at a time before
     the batch's lines are written (one cheap test of the whole batch first,
     the full check key by key only for a batch it cannot clear).
+
+    A destination key that breaks them is planned ``UNMIGRATABLE`` with the
+    rule as its reason (the batch's lines are re-made), as is every entry
+    ``unlisted`` holds once the source listing is read to its end.
 
     ``src`` yields entries (or ``(destination key, entry, old id, new id)``
     with ``with_ids``), ``dst`` entries, both sorted by the join key. Lines
@@ -669,14 +686,39 @@ def _build(
         append(text)
         if len(buf) >= write_batch:
             if checked:
-                _check_destination_keys(checked, checked_sources, key_limit)
+                bad = _bad_destination_keys(checked, checked_sources, key_limit)
+                if bad:
+                    _unmigratable_lines(buf, bad, totals, items)
                 checked.clear()
                 checked_sources.clear()
             append("")  # the batch's last newline, without copying the text
             sink.write("\n".join(buf).encode("ascii"))
             buf.clear()
     if checked:
-        _check_destination_keys(checked, checked_sources, key_limit)
+        bad = _bad_destination_keys(checked, checked_sources, key_limit)
+        if bad:
+            _unmigratable_lines(buf, bad, totals, items)
+    for u in unlisted or ():
+        cohort = (
+            ""
+            if segments == 0
+            else _first_segments(u.name, segments)
+            if segments > 0
+            else cohort_of(u.name)
+        )
+        item = PlanItem(
+            source_key=u.name,
+            destination_key=u.name,
+            size=u.size,
+            action=Action.UNMIGRATABLE,
+            stage=stage_of(cohort),
+            cohort=cohort,
+            reason=u.reason,
+        )
+        _count(totals, item, 1)
+        append(serde.encode_item(item))
+        if items is not None:
+            items.append(item)
     if buf:
         append("")
         sink.write("\n".join(buf).encode("ascii"))
@@ -717,10 +759,10 @@ def _max_key_length(store: Store | str) -> int | None:
     return capabilities_of(store).max_key_length
 
 
-def _check_destination_keys(
+def _bad_destination_keys(
     dkeys: list[str], skeys: list[str], limit: int | None
-) -> None:
-    """Refuse the first of ``dkeys`` no store can be written under.
+) -> dict[str, str]:
+    """The keys of ``dkeys`` no store can be written under, each with why.
 
     One test of the whole batch clears it in the common case (each key
     printable, not empty, within ``limit``, no empty or dot-led segment, no
@@ -728,8 +770,9 @@ def _check_destination_keys(
     key. ``skeys`` are the source keys of ``dkeys`` when an ID rule made
     them (else empty).
 
-    Raises:
-        PlanError: A key breaks a key rule (named with its source key).
+    Returns:
+        Destination key → the reason (naming the key, its source key when
+        different, and the rule); empty when every key can be written.
     """
     joined = "\n".join(dkeys)  # "\n" is in no valid key
     if (
@@ -745,25 +788,70 @@ def _check_destination_keys(
         and " ".join(dkeys).isprintable()
         and (limit is None or limit >= _NO_LIMIT or max(map(len, dkeys)) * 4 <= limit)
     ):
-        return
+        return {}
+    bad = {}
     for i, dkey in enumerate(dkeys):
-        _check_destination_key(dkey, skeys[i] if skeys else dkey, limit or _NO_LIMIT)
+        problem = _key_problem(dkey, skeys[i] if skeys else dkey, limit or _NO_LIMIT)
+        if problem is not None:
+            bad[dkey] = problem
+    return bad
 
 
-def _check_destination_key(dkey: str, skey: str, limit: int) -> None:
-    """Refuse a destination key no store can be written under (at plan time).
+def _unmigratable_lines(
+    buf: list[str],
+    bad: dict[str, str],
+    totals: dict[tuple[str, Action], list[int]],
+    items: list[PlanItem] | None,
+) -> None:
+    """Re-make the lines (and in-memory items) of ``bad`` keys as ``UNMIGRATABLE``.
 
-    Raises:
-        PlanError: The key breaks a key rule; the message names both keys and
-            the rule.
+    The rare path: the batch's lines are decoded to find them.
     """
+    first_item = len(items) - len(buf) if items is not None else 0
+    for i, line in enumerate(buf):
+        item = serde.decode_item(line)
+        if item.action is Action.EXTRA or item.destination_key not in bad:
+            continue
+        new = attrs.evolve(
+            item,
+            action=Action.UNMIGRATABLE,
+            reason=bad[item.destination_key],
+            destination_size=None,
+        )
+        _count(totals, item, -1)
+        _count(totals, new, 1)
+        buf[i] = serde.encode_item(new)
+        if items is not None:
+            items[first_item + i] = new
+
+
+def _count(
+    totals: dict[tuple[str, Action], list[int]], item: PlanItem, sign: int
+) -> None:
+    entry = totals.setdefault((item.stage, item.action), [0, 0])
+    entry[0] += sign
+    entry[1] += sign * item.size
+
+
+def _key_problem(dkey: str, skey: str, limit: int) -> str | None:
+    """Why a destination key can never be written, or ``None`` if it can."""
     try:
         validate_key(dkey, max_length=None if limit >= _NO_LIMIT else limit)
     except InvalidKey as e:
         origin = "" if dkey == skey else f" (planned for source key {skey!r})"
-        raise PlanError(
-            f"destination key {dkey!r}{origin} can never be written: {e}"
-        ) from None
+        return f"destination key {dkey!r}{origin} can never be written: {e}"
+    return None
+
+
+def _objects_of(
+    listing: Iterator[ObjectInfo | Unmigratable], unlisted: list[Unmigratable]
+) -> Iterator[ObjectInfo]:
+    """The objects of a full listing; the rest is appended to ``unlisted``."""
+    for entry in listing:
+        if type(entry) is Unmigratable:
+            unlisted.append(entry)
+        else:
+            yield entry  # type: ignore[misc]
 
 
 def _out_of_order(key: str, prev: str, what: str) -> None:

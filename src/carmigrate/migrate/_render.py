@@ -50,6 +50,13 @@ class PlanSummary:
     requests: int
     seconds: float | None
 
+    @property
+    def unmigratable(self) -> int:
+        """Source entries planned ``UNMIGRATABLE``: a run can never be complete."""
+        return sum(
+            n for action, n, _ in self.by_action if action == Action.UNMIGRATABLE.value
+        )
+
     def to_markdown(self) -> str:
         """The summary as a Markdown table with a header paragraph."""
         lines = [
@@ -72,6 +79,13 @@ class PlanSummary:
             f"| {stage} | {action} | {count} | {nbytes} |"
             for stage, action, count, nbytes in self.by_stage
         ]
+        if self.unmigratable:
+            lines += [
+                "",
+                f"**{self.unmigratable} source entries cannot be migrated** (listed "
+                "in the plan as `unmigratable`, each with its reason): the migration "
+                "will not be complete, so the source must not be retired.",
+            ]
         return "\n".join(lines) + "\n"
 
     def _repr_html_(self) -> str:

@@ -17,18 +17,38 @@ from carmigrate.migrate._model import Action, ItemState
 
 __all__ = ["Report", "ReportEntry", "Status", "report", "status"]
 
-_OPEN = (ItemState.PENDING, ItemState.WARMING, ItemState.COPYING, ItemState.COPIED)
+_OPEN = (
+    ItemState.PENDING,
+    ItemState.WARMING,
+    ItemState.COPYING,
+    ItemState.COPIED,
+    ItemState.FAILED,
+    ItemState.CONFLICT,
+    ItemState.UNMIGRATABLE,
+    ItemState.ROLLED_BACK,
+)
+"""States of items whose source object is not (or not yet) at the destination.
+
+A migration is complete only when no item is in one of them: every source
+entry is verified, carried (unverifiable) or proven equal there, so
+retiring the source loses nothing.
+"""
 
 
 def open_items(counts: Mapping[ItemState, int] | Mapping[str, int]) -> str:
-    """What keeps a migration from being complete: ``"3 pending, 1 copying"``.
+    """What keeps a migration from being complete: ``"3 pending, 1 failed"``.
 
-    Empty when no item is pending, warming, in flight or unchecked.
+    Empty when every item is verified, unverifiable (carried) or skipped
+    (equal at the destination, or only there).
     """
     by_value = {getattr(s, "value", s): n for s, n in counts.items()}
     return ", ".join(
         f"{by_value[s.value]} {s.value}" for s in _OPEN if by_value.get(s.value)
     )
+
+
+def _open_line(by_state: tuple[tuple[str, int, int], ...]) -> str:
+    return open_items({s: n for s, n, _ in by_state}) or "open"
 
 
 def state_rows(counts: Mapping[ItemState, int]) -> list[tuple[str, int]]:
@@ -73,7 +93,9 @@ class Report:
         throughput: ``bytes_moved / seconds`` (bytes per second), if any time
             was spent.
         runs: Runs recorded (execute, resume, verify, rollback).
-        complete: No item is pending, warming, in flight or unchecked.
+        complete: Every source entry is at the destination: no item is
+            pending, warming, in flight, unchecked, failed, in conflict,
+            unmigratable or rolled back (retiring the source loses nothing).
         verified: ``VERIFIED`` items.
         unverifiable: ``UNVERIFIABLE`` items (carried, nothing independent
             compared).
@@ -86,6 +108,10 @@ class Report:
         rolled_back: ``ROLLED_BACK`` items.
         fidelity_losses: ``(what, items)``: metadata the destination could
             not keep (``mtime``, ``metadata:<name>``, ``storage_class``).
+        unmigratable: Source entries that could not be planned (the first
+            ``max_listed``), with the reason each is not migratable.
+        unmigratable_count: All of them; the report is not complete while
+            any exists.
     """
 
     plan_id: str
@@ -111,6 +137,8 @@ class Report:
     extras: int
     rolled_back: int
     fidelity_losses: tuple[tuple[str, int], ...]
+    unmigratable: tuple[ReportEntry, ...] = ()
+    unmigratable_count: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data."""
@@ -133,11 +161,17 @@ class Report:
             f"- unverifiable (carried, nothing independent to compare): {self.unverifiable}",
             f"- failed: {self.failures_count}",
             f"- conflicts left alone: {self.conflicts_count}",
+            f"- not migratable (still only at the source): {self.unmigratable_count}",
             f"- only at the destination (not touched): {self.extras}",
             f"- rolled back: {self.rolled_back}",
             f"- bytes sent: {self.bytes_moved} in {self.seconds:.1f} s"
             + (f" ({self.throughput / 1e6:.1f} MB/s)" if self.throughput else ""),
-            f"- complete: {'yes' if self.complete else 'no'} ({self.runs} runs)",
+            f"- complete: {'yes' if self.complete else 'no'} ({self.runs} runs)"
+            + (
+                ""
+                if self.complete
+                else f"; not complete while any item is {_open_line(self.by_state)}"
+            ),
             "",
             "## By stage",
             "",
@@ -165,6 +199,21 @@ class Report:
             if self.conflicts_count > len(self.conflicts):
                 out.append(
                     f"\n… and {self.conflicts_count - len(self.conflicts)} more."
+                )
+        if self.unmigratable:
+            out += [
+                "",
+                "## Not migratable (still only at the source)",
+                "",
+                "| key | reason |",
+                "|---|---|",
+            ]
+            out += [
+                f"| {_code(e.key)} | {_cell(e.reason)} |" for e in self.unmigratable
+            ]
+            if self.unmigratable_count > len(self.unmigratable):
+                out.append(
+                    f"\n… and {self.unmigratable_count - len(self.unmigratable)} more."
                 )
         if self.unverifiable_items:
             out += ["", "## Unverifiable items", ""]
@@ -194,6 +243,7 @@ class Report:
             ("unverifiable (carried, nothing independent compared)", self.unverifiable),
             ("failed", self.failures_count),
             ("conflicts left alone", self.conflicts_count),
+            ("not migratable (still only at the source)", self.unmigratable_count),
             ("only at the destination (not touched)", self.extras),
             ("rolled back", self.rolled_back),
             ("bytes sent", moved),
@@ -235,6 +285,18 @@ class Report:
                         for e in self.conflicts[: h.MAX_ROWS]
                     ),
                     total=max(self.conflicts_count, len(self.conflicts)),
+                ),
+            ]
+        if self.unmigratable_count:
+            parts += [
+                h.heading(f"Not migratable ({self.unmigratable_count})"),
+                h.table(
+                    ("key", "reason"),
+                    (
+                        (h.code(e.key), e.reason or "")
+                        for e in self.unmigratable[: h.MAX_ROWS]
+                    ),
+                    total=max(self.unmigratable_count, len(self.unmigratable)),
                 ),
             ]
         if self.unverifiable:
@@ -282,7 +344,7 @@ def _entries(ledger: Ledger, state: ItemState, limit: int) -> tuple[ReportEntry,
         ReportEntry(
             key=r.item.key,
             state=r.state,
-            reason=r.reason,
+            reason=r.reason or r.item.reason,  # a conflict's, an unmigratable's
             attempts=r.attempts,
             offset=r.offset,
         )
@@ -365,6 +427,8 @@ def report(ledger: Ledger, *, max_listed: int = 1000) -> Report:
         extras=extras,
         rolled_back=counts.get(ItemState.ROLLED_BACK.value, 0),
         fidelity_losses=tuple(sorted(losses.items())),
+        unmigratable=_entries(ledger, ItemState.UNMIGRATABLE, max_listed),
+        unmigratable_count=counts.get(ItemState.UNMIGRATABLE.value, 0),
     )
 
 
@@ -396,6 +460,16 @@ class Status:
     last_run: RunRecord | None
     running: bool
     stop_requested: bool
+
+    @property
+    def complete(self) -> bool:
+        """Every source entry is at the destination (see [Report][carmigrate.migrate.Report])."""
+        return not open_items(self.counts)
+
+    @property
+    def open(self) -> str:
+        """What keeps it from being complete (``"2 pending, 4 unmigratable"``), or ``""``."""
+        return open_items(self.counts)
 
     def _repr_html_(self) -> str:
         """Jupyter's view: progress, completeness, the last run and the counts."""

@@ -17,7 +17,9 @@ Backends: [LocalStore][carmigrate.storage.LocalStore],
 [MemoryStore][carmigrate.storage.MemoryStore],
 [S3Store][carmigrate.storage.S3Store] (boto3, imported lazily) and
 [FsspecStore][carmigrate.storage.FsspecStore] (fsspec, imported lazily);
-[open_store][carmigrate.storage.open_store] picks one from a URL, and
+[open_store][carmigrate.storage.open_store] picks one from a URL (its
+options checked by
+[check_store_options][carmigrate.storage.check_store_options]), and
 third-party packages add schemes through the ``carmigrate.stores`` entry point
 group. Vendor errors are translated into [carmigrate.errors][] at each
 backend's boundary.
@@ -28,6 +30,7 @@ from carmigrate.storage._base import (
     BufferLike,
     Capabilities,
     ObjectInfo,
+    PendingUpload,
     RestoreStatus,
     Store,
     SupportsPresignedUrls,
@@ -35,15 +38,23 @@ from carmigrate.storage._base import (
     SupportsRestore,
     SupportsServerSideCopy,
     SupportsTemporaryCleanup,
+    SupportsUploadCleanup,
+    UploadCleanup,
     WriteData,
     capabilities_of,
 )
 from carmigrate.storage._fsspec import FsspecStore
 from carmigrate.storage._local import LocalStore
 from carmigrate.storage._memory import MemoryStore
-from carmigrate.storage._registry import ENTRY_POINT_GROUP, is_local_url, open_store
+from carmigrate.storage._registry import (
+    ENTRY_POINT_GROUP,
+    check_store_options,
+    is_local_url,
+    open_store,
+)
 from carmigrate.storage._retry import RetryPolicy
 from carmigrate.storage._s3 import ConditionalWriteMode, S3Store
+from carmigrate.storage._unlisted import SupportsFullListing, Unmigratable
 from carmigrate.storage.ops import (
     copy_object,
     exists,
@@ -62,17 +73,23 @@ __all__ = [
     "LocalStore",
     "MemoryStore",
     "ObjectInfo",
+    "PendingUpload",
     "RestoreStatus",
     "RetryPolicy",
     "S3Store",
     "Store",
+    "SupportsFullListing",
     "SupportsPresignedUrls",
     "SupportsRead",
     "SupportsRestore",
     "SupportsServerSideCopy",
     "SupportsTemporaryCleanup",
+    "SupportsUploadCleanup",
+    "Unmigratable",
+    "UploadCleanup",
     "WriteData",
     "capabilities_of",
+    "check_store_options",
     "copy_object",
     "exists",
     "is_local_url",

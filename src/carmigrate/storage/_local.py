@@ -46,6 +46,7 @@ from carmigrate.storage._keys import (
     validate_key,
     validate_prefix,
 )
+from carmigrate.storage._unlisted import Unmigratable, name_as_text
 
 if TYPE_CHECKING:
     import builtins
@@ -54,6 +55,34 @@ if TYPE_CHECKING:
 __all__ = ["LocalStore"]
 
 RESERVED_PREFIX: Final = ".carmigrate."
+_RESERVED: Final = (
+    "reserved name: .carmigrate.* is kept for carmigrate's temporary files"
+)
+_NOT_UTF8: Final = "name is not UTF-8, so it cannot be a key"
+
+
+def _size_of(entry: os.DirEntry[str]) -> int:
+    """A regular file's size, else 0 (a folder's contents are not counted)."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return 0
+    return st.st_size if stat_mod.S_ISREG(st.st_mode) else 0
+
+
+def _special(mode: int) -> str:
+    """Why a non-regular, non-folder entry is not an object."""
+    if stat_mod.S_ISLNK(mode):
+        return "symbolic link (never followed)"
+    if stat_mod.S_ISFIFO(mode):
+        return "FIFO (named pipe), not a regular file"
+    if stat_mod.S_ISSOCK(mode):
+        return "socket, not a regular file"
+    if stat_mod.S_ISBLK(mode) or stat_mod.S_ISCHR(mode):
+        return "device file, not a regular file"
+    return "not a regular file"
+
+
 _TEMP_MARKER: Final = f"{RESERVED_PREFIX}tmp."
 
 
@@ -706,40 +735,77 @@ class LocalStore:
     # ------------------------------------------------------------------
     # listing and deleting
 
-    def _walk(self, dir_fd: int, base: str, name_prefix: str) -> Iterator[ObjectInfo]:
+    def _walk(
+        self, dir_fd: int, base: str, name_prefix: str, problems: bool = False
+    ) -> Iterator[ObjectInfo | Unmigratable]:
+        """Objects under a folder in key order; with ``problems``, what is left out too."""
         with os.scandir(dir_fd) as it:
-            entries: list[tuple[str, str, os.stat_result | None]] = []
+            entries: list[tuple[str, str, os.stat_result | tuple[str, int] | None]] = []
             for entry in it:
                 name = entry.name
-                if name.startswith(RESERVED_PREFIX) or not name.startswith(name_prefix):
+                if not name.startswith(name_prefix):
+                    continue
+                if name.startswith(RESERVED_PREFIX):
+                    if problems:
+                        entries.append((name, name, (_RESERVED, _size_of(entry))))
                     continue
                 try:
                     name.encode("utf-8")
-                except UnicodeEncodeError:
-                    continue  # not representable as a key
+                except UnicodeEncodeError:  # not representable as a key
+                    if problems:
+                        entries.append((name, name, (_NOT_UTF8, _size_of(entry))))
+                    continue
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
-                    continue
+                    continue  # removed meanwhile
                 if stat_mod.S_ISDIR(st.st_mode):
                     entries.append((name + "/", name, None))
                 elif stat_mod.S_ISREG(st.st_mode):
                     entries.append((name, name, st))
+                elif problems:
+                    entries.append((name, name, (_special(st.st_mode), 0)))
         entries.sort(key=lambda e: e[0])
-        for _, name, file_st in entries:
-            if file_st is not None:
-                yield ObjectInfo(
-                    key=base + name, size=file_st.st_size, mtime=_mtime(file_st)
+        for _, name, what in entries:
+            if isinstance(what, os.stat_result):
+                yield ObjectInfo(key=base + name, size=what.st_size, mtime=_mtime(what))
+                continue
+            if isinstance(what, tuple):
+                reason, size = what
+                yield Unmigratable(
+                    name=name_as_text(base + name), reason=reason, size=size
                 )
                 continue
             try:
                 sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError:
-                continue  # removed or replaced meanwhile
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except OSError as e:
+                if problems:
+                    yield Unmigratable(
+                        name=name_as_text(base + name + "/"),
+                        reason=f"folder cannot be read ({e.strerror}): nothing in it "
+                        "is listed",
+                    )
+                continue
             try:
-                yield from self._walk(sub, base + name + "/", "")
+                yield from self._walk(sub, base + name + "/", "", problems)
             finally:
                 os.close(sub)
+
+    def list_all(self, prefix: str = "") -> Iterator[ObjectInfo | Unmigratable]:
+        """``list(prefix)`` and everything it leaves out.
+
+        See [SupportsFullListing][carmigrate.storage.SupportsFullListing].
+        Left out of ``list`` and reported here: symbolic links (never
+        followed), FIFOs, sockets and device files, names that are not UTF-8
+        (a folder's contents are then not listed, which its entry says),
+        reserved ``.carmigrate.*`` names, and folders that cannot be read.
+        """
+        validate_prefix(prefix)
+        folder, _, name_prefix = prefix.rpartition("/")
+        names = folder.split("/") if folder else []
+        return self._list(prefix, names, name_prefix, problems=True)
 
     def remove_temporary(
         self, older_than: float = 3600.0, *, keys: Iterable[str] | None = None
@@ -830,16 +896,22 @@ class LocalStore:
         """Objects under ``prefix`` in key order (see [Store.list][carmigrate.storage.Store.list]).
 
         Walks only the folder that holds ``prefix``; skips symbolic links,
-        other non-regular files and reserved temporary files.
+        other non-regular files, names that are not UTF-8 and reserved
+        ``.carmigrate.*`` names, which
+        [list_all][carmigrate.storage.LocalStore.list_all] reports.
         """
         validate_prefix(prefix)
         folder, _, name_prefix = prefix.rpartition("/")
         names = folder.split("/") if folder else []
-        return self._list(prefix, names, name_prefix)
+        return self._list(prefix, names, name_prefix)  # type: ignore[return-value]
 
     def _list(
-        self, prefix: str, names: builtins.list[str], name_prefix: str
-    ) -> Iterator[ObjectInfo]:
+        self,
+        prefix: str,
+        names: builtins.list[str],
+        name_prefix: str,
+        problems: bool = False,
+    ) -> Iterator[ObjectInfo | Unmigratable]:
         try:
             dirs = self._open_dirs(prefix or ".", names, create=False)
         except (ObjectNotFound, InvalidKey):
@@ -847,7 +919,7 @@ class LocalStore:
         try:
             base = "".join(n + "/" for n in names)
             try:
-                yield from self._walk(dirs.leaf, base, name_prefix)
+                yield from self._walk(dirs.leaf, base, name_prefix, problems)
             except OSError as e:
                 self._error(e, prefix, "list")
         finally:

@@ -10,15 +10,16 @@ import base64
 import binascii
 import collections
 import concurrent.futures
-import contextlib
 import datetime
 import email.utils
 import functools
 import hashlib
 import io
+import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -30,6 +31,8 @@ from typing import (
     final,
 )
 from urllib.parse import urlsplit, urlunsplit
+
+import attrs
 
 from carmigrate.errors import (
     BackendUnavailable,
@@ -44,8 +47,10 @@ from carmigrate.storage._base import (
     BufferLike,
     Capabilities,
     ObjectInfo,
+    PendingUpload,
     RestoreStatus,
     Store,
+    UploadCleanup,
     WriteData,
     derive_capabilities,
 )
@@ -65,6 +70,7 @@ from carmigrate.storage._keys import (
     validate_prefix,
 )
 from carmigrate.storage._retry import RetryPolicy
+from carmigrate.storage._unlisted import Unmigratable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -74,6 +80,8 @@ __all__ = ["ConditionalWriteMode", "S3Store"]
 
 T = TypeVar("T")
 
+_log = logging.getLogger("carmigrate.storage")
+
 _MIB: Final = 1024 * 1024
 _GIB: Final = 1024 * _MIB
 DEFAULT_PART_SIZE: Final = 8 * _MIB
@@ -81,9 +89,19 @@ MAX_PARTS: Final = 10_000
 MAX_OBJECT_SIZE: Final = 5 * 1024 * _GIB
 MAX_PUT_SIZE: Final = 5 * _GIB
 
-ConditionalWriteMode = Literal["put", "multipart", "none"]
+ConditionalWriteMode = Literal["auto", "put", "multipart", "none"]
 """How an S3 server supports ``If-None-Match: *`` (if-absent writes).
 
+- ``"auto"`` (the default): ``"put"`` until the server answers a
+  conditional PutObject with ``501 NotImplemented`` (OpenStack Swift s3api:
+  "Conditional object PUTs are not supported."); from then on, for the rest
+  of the store's life, ``"multipart"``. The write that met the refusal is
+  redone that way, and the switch is logged once (INFO, logger
+  ``carmigrate.storage``). ``capabilities.conditional_write`` is true until
+  the switch, false after it. An object that exists is never taken for a
+  refusal: the server answers that with ``412 PreconditionFailed``
+  (``ObjectExists``) in either mode. A server that silently ignores the
+  condition cannot be detected this way: name its mode explicitly.
 - ``"put"``: on PutObject and CompleteMultipartUpload, atomically (AWS since
   2024, MinIO, moto). ``capabilities.conditional_write`` is true.
 - ``"multipart"``: only on CompleteMultipartUpload, so if-absent writes go
@@ -133,6 +151,10 @@ _BAD_DIGEST: Final = frozenset(
     {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
 )
 _RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})
+_UNSUPPORTED: Final = frozenset({"NotImplemented", "501"})
+"""Error codes of a server refusing a request feature (a conditional PUT)."""
+_CLOCK_SLACK: Final = datetime.timedelta(seconds=2)
+"""How far a server's upload times may be off (Swift rounds them up to the second)."""
 _MD5_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 _RESTORE_RE: Final = re.compile(
     r'ongoing-request\s*=\s*"(?P<ongoing>true|false)"'
@@ -284,8 +306,22 @@ class S3Store:
     server lists it) match what was uploaded, and uploads the rest. S3 cannot
     show the metadata of a pending upload, so writes with ``metadata`` always
     start a new upload. Abandoned uploads cost storage until aborted; see
+    [abort_uploads][carmigrate.storage.S3Store.abort_uploads] (for given keys),
     [abort_incomplete_uploads][carmigrate.storage.S3Store.abort_incomplete_uploads]
-    or a bucket lifecycle rule.
+    (by prefix and age) or a bucket lifecycle rule.
+
+    **Uploads lost on the way**: when the answer to CreateMultipartUpload is
+    lost (a dropped connection after the server made the upload) and the
+    retry makes a second one, the write aborts the first: it lists the
+    pending uploads of the key before creating one (the listing resuming
+    needs anyway) and, if the create was retried or failed, lists them again
+    and aborts those that appeared meanwhile and did not start after its own
+    (upload times are not trusted alone: moto reports one fixed time for
+    every upload, Swift rounds to the second). A write whose listing failed
+    tries again when it completes or fails, and logs a warning when it
+    cannot; a write killed in between leaves them to
+    [resume][carmigrate.migrate.resume], which calls ``abort_uploads``. The
+    same holds for multipart copies.
 
     **Checksums** reported by ``stat``: ``md5`` only from a single-part,
     non-KMS, non-SSE-C ETag (a multipart ETag ``...-N`` is never taken for an
@@ -295,7 +331,10 @@ class S3Store:
     **Conditional writes** use ``If-None-Match: *`` as the server supports it
     (``conditional_write``, see
     [ConditionalWriteMode][carmigrate.storage.ConditionalWriteMode]); only
-    ``"put"`` is declared atomic in ``capabilities``. With ``"none"``,
+    ``"put"`` is declared atomic in ``capabilities``. The default,
+    ``"auto"``, starts as ``"put"`` and switches the store to ``"multipart"``
+    the first time the server refuses a conditional PutObject as not
+    implemented (OpenStack Swift s3api), redoing that write. With ``"none"``,
     ``if_absent`` is refused unless ``emulate_if_absent`` is set, which
     checks with HEAD and then writes: not atomic, a racing writer can still
     be overwritten.
@@ -314,7 +353,9 @@ class S3Store:
     [SupportsServerSideCopy][carmigrate.storage.SupportsServerSideCopy]
     (from S3 stores on the same endpoint with the same credentials) and
     [SupportsPresignedUrls][carmigrate.storage.SupportsPresignedUrls]; the
-    matching capability flags are derived from them.
+    matching capability flags are derived from them. It also implements
+    [SupportsUploadCleanup][carmigrate.storage.SupportsUploadCleanup]
+    (``abort_uploads``), which has no flag.
 
     **Retries**: every request is retried on throttling (``SlowDown``, 503,
     429, ``RequestTimeout``, ...) and connection errors, with exponential
@@ -353,7 +394,8 @@ class S3Store:
             bucket's).
         checksums: Send and read ChecksumSHA256 (turn off for servers that
             ignore it, such as Swift).
-        conditional_write: How the server supports ``If-None-Match: *``.
+        conditional_write: How the server supports ``If-None-Match: *``
+            (default ``"auto"``: find out on the first if-absent write).
         emulate_if_absent: Allow a non-atomic ``if_absent`` (HEAD, then
             write) when ``conditional_write`` is ``"none"``.
         cold_tier: The server has cold storage classes and RestoreObject:
@@ -402,7 +444,7 @@ class S3Store:
         copy_part_size: int = 512 * _MIB,
         storage_class: str | None = None,
         checksums: bool = True,
-        conditional_write: ConditionalWriteMode = "put",
+        conditional_write: ConditionalWriteMode = "auto",
         emulate_if_absent: bool = False,
         cold_tier: bool = True,
         resume_uploads: bool = True,
@@ -418,9 +460,10 @@ class S3Store:
             raise ValueError(
                 "part_size, copy_part_size and max_concurrency must be >= 1"
             )
-        if conditional_write not in ("put", "multipart", "none"):
+        if conditional_write not in ("auto", "put", "multipart", "none"):
             raise ValueError(
-                f"conditional_write must be put, multipart or none, not {conditional_write!r}"
+                "conditional_write must be auto, put, multipart or none, not "
+                f"{conditional_write!r}"
             )
         prefix = prefix.strip("/")
         if prefix:
@@ -434,7 +477,11 @@ class S3Store:
         self._copy_part_size = copy_part_size
         self._storage_class = storage_class
         self._checksums = checksums
-        self._conditional = conditional_write
+        self._auto = conditional_write == "auto"
+        self._conditional: Literal["put", "multipart", "none"] = (
+            "put" if conditional_write == "auto" else conditional_write
+        )
+        self._mode_lock = threading.Lock()
         self._emulate_if_absent = emulate_if_absent
         self._resume = resume_uploads
         self._etag_is_md5 = etag_is_md5
@@ -502,7 +549,7 @@ class S3Store:
             Capabilities(
                 sorted_listing=True,
                 atomic_write=True,
-                conditional_write=conditional_write == "put",
+                conditional_write=self._conditional == "put",
                 native_checksums=frozenset({"md5", "sha256"} if checksums else {"md5"}),
                 user_metadata=True,
                 range_reads=True,
@@ -571,9 +618,20 @@ class S3Store:
     def capabilities(self) -> Capabilities:
         """As configured: conditional writes, checksums and cold tier depend
         on the server (see the constructor); server-side copy and presigned
-        URLs always.
+        URLs always. With ``conditional_write="auto"``, ``conditional_write``
+        turns false once the server has refused a conditional PutObject.
         """  # noqa: D205
         return self._capabilities
+
+    @property
+    def conditional_write_mode(self) -> Literal["put", "multipart", "none"]:
+        """How if-absent writes are made now (``"auto"`` has become one of these).
+
+        ``"put"`` until an ``"auto"`` store meets a server that refuses
+        conditional PutObjects, ``"multipart"`` after that; otherwise the
+        mode the store was opened with.
+        """
+        return self._conditional
 
     # ------------------------------------------------------------------
     # plumbing
@@ -890,9 +948,14 @@ class S3Store:
         parts = _PartReader(iter_chunks(data, min(part_size, _MIB)), part_size)
         first = parts.read_part() or bytearray()
         if parts.at_end() and mode != "multipart":
-            return self._put_single(
+            info = self._put_single(
                 key, full, first, size, expected, metadata, mode == "put"
             )
+            if info is not None:
+                return info
+            # "auto" met a server that refuses conditional PUTs: the store
+            # is now in "multipart" mode; the one part is in memory
+            mode = "multipart"
         return self._put_multipart(
             key,
             full,
@@ -913,7 +976,10 @@ class S3Store:
         expected: dict[str, str],
         metadata: Mapping[str, str] | None,
         conditional: bool,
-    ) -> ObjectInfo:
+    ) -> ObjectInfo | None:
+        """One PutObject; ``None`` if an ``"auto"`` store just learnt that the
+        server refuses conditional PUTs (nothing was written).
+        """  # noqa: D205
         if size is not None and len(body) != size:
             raise size_mismatch(self._url, key, size, len(body))
         algos = set(expected) | {"md5"} | ({"sha256"} if self._checksums else set())
@@ -936,7 +1002,18 @@ class S3Store:
             kwargs["StorageClass"] = self._storage_class
         if conditional:
             kwargs["IfNoneMatch"] = "*"
-        response = self._call(self._client.put_object, key, "write", **kwargs)
+        probe = conditional and self._auto
+        try:
+            response = self._call(
+                self._client.put_object,
+                key,
+                "write",
+                passthrough=_UNSUPPORTED if probe else frozenset(),
+                **kwargs,
+            )
+        except _Passthrough as p:
+            self._conditional_put_refused(p)
+            return None
         return ObjectInfo(
             key=key,
             size=len(kwargs["Body"]),
@@ -946,39 +1023,77 @@ class S3Store:
             metadata=dict(metadata or {}),
         )
 
-    def _find_upload(
-        self, key: str, full: str
-    ) -> tuple[str, dict[int, Mapping[str, Any]]] | None:
-        """The newest pending upload of ``full`` this store could continue."""
-        want_class = self._storage_class or "STANDARD"
-        want_algo = "SHA256" if self._checksums else None
-        candidates: list[tuple[datetime.datetime | None, int, str]] = []
-        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": full}
-        while True:
-            page = self._call(
-                self._client.list_multipart_uploads, key, "write", **kwargs
+    def _conditional_put_refused(self, refusal: _Passthrough) -> None:
+        """Switch an ``"auto"`` store to ``"multipart"`` (once; thread-safe)."""
+        with self._mode_lock:
+            if self._conditional != "put":
+                return  # another thread switched already
+            self._conditional = "multipart"
+            self._capabilities = attrs.evolve(
+                self._capabilities, conditional_write=False
             )
-            for up in page.get("Uploads", []):
-                if (
-                    up.get("Key") != full
-                    or (up.get("StorageClass") or "STANDARD") != want_class
-                ):
-                    continue
-                algo = up.get("ChecksumAlgorithm")
-                if algo is not None and algo != want_algo:
-                    continue
-                candidates.append(
-                    (up.get("Initiated"), len(candidates), up["UploadId"])
-                )
+        error: Mapping[str, Any] = getattr(refusal.original, "response", {}).get(
+            "Error", {}
+        )
+        _log.info(
+            "%s: the server refuses conditional PutObject (%s: %s); if-absent writes "
+            "now complete a multipart upload with If-None-Match instead (not atomic "
+            "against racing writers)",
+            self._url,
+            refusal.code,
+            error.get("Message", ""),
+        )
+
+    # ------------------------------------------------------------------
+    # pending multipart uploads
+
+    def _iter_uploads(
+        self, key: str | None, prefix: str, op: str
+    ) -> Iterator[Mapping[str, Any]]:
+        """Every pending upload whose full key starts with ``prefix``, in listing order."""
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
+        while True:
+            page = self._call(self._client.list_multipart_uploads, key, op, **kwargs)
+            yield from page.get("Uploads", [])
             if not page.get("IsTruncated"):
-                break
+                return
             kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
             kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
-        if not candidates:
-            return None
+
+    def _uploads_of(self, key: str, full: str, op: str) -> list[Mapping[str, Any]]:
+        """The pending uploads of exactly ``full``, in listing order."""
+        return [u for u in self._iter_uploads(key, full, op) if u.get("Key") == full]
+
+    def _pick_resumable(
+        self, uploads: list[Mapping[str, Any]]
+    ) -> Mapping[str, Any] | None:
+        """The upload of one key a write of this store would continue: the newest
+        whose storage class and checksum algorithm match (ties: the last listed).
+        """  # noqa: D205
+        want_class = self._storage_class or "STANDARD"
+        want_algo = "SHA256" if self._checksums else None
         epoch = datetime.datetime.min.replace(tzinfo=datetime.UTC)
-        candidates.sort(key=lambda c: (c[0] or epoch, c[1]))
-        upload_id = candidates[-1][2]
+        best: tuple[datetime.datetime, int] | None = None
+        picked: Mapping[str, Any] | None = None
+        for n, up in enumerate(uploads):
+            if (up.get("StorageClass") or "STANDARD") != want_class:
+                continue
+            algo = up.get("ChecksumAlgorithm")
+            if algo is not None and algo != want_algo:
+                continue
+            rank = (up.get("Initiated") or epoch, n)
+            if best is None or rank > best:
+                best, picked = rank, up
+        return picked
+
+    def _find_upload(
+        self, key: str, full: str, uploads: list[Mapping[str, Any]]
+    ) -> tuple[Mapping[str, Any], dict[int, Mapping[str, Any]]] | None:
+        """The upload among ``uploads`` (of ``full``) to continue, and its parts."""
+        picked = self._pick_resumable(uploads)
+        if picked is None:
+            return None
+        upload_id = str(picked["UploadId"])
         existing: dict[int, Mapping[str, Any]] = {}
         marker = 0
         while True:
@@ -1000,19 +1115,145 @@ class S3Store:
             if not page_parts.get("IsTruncated"):
                 break
             marker = int(page_parts.get("NextPartNumberMarker", 0))
-        return upload_id, existing
+        return picked, existing
 
-    def _abort(self, key: str, full: str, upload_id: str) -> None:
-        # best effort; a lifecycle rule or abort_incomplete_uploads cleans up
-        with contextlib.suppress(StorageError):
+    def _create_upload(
+        self,
+        key: str,
+        full: str,
+        op: str,
+        kwargs: Mapping[str, Any],
+        known: list[Mapping[str, Any]] | None,
+    ) -> tuple[Mapping[str, Any], Callable[[], None] | None]:
+        """CreateMultipartUpload, aborting the uploads of lost answers.
+
+        ``known``: the key's pending uploads listed just before (``None``:
+        not listed). Returns the server's answer and, if uploads of lost answers
+        may still be pending (the check could not list them), a function to
+        call when the write ends, which tries again and logs a warning if it
+        still cannot.
+
+        Raises:
+            StorageError: The create failed (uploads its attempts may have
+                made were aborted, as far as they could be listed).
+        """
+        attempts = 0
+        started = datetime.datetime.now(datetime.UTC)
+
+        def create(**kw: Any) -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._client.create_multipart_upload(**kw)
+
+        try:
+            created: Mapping[str, Any] = self._call(create, key, op, **kwargs)
+        except Exception:
+            if attempts:
+                self._abort_lost_uploads(key, full, op, known, None, started)
+            raise
+        upload_id = str(created["UploadId"])
+        if attempts == 1 or self._abort_lost_uploads(
+            key, full, op, known, upload_id, started
+        ):
+            return created, None
+
+        def again() -> None:
+            if not self._abort_lost_uploads(key, full, op, known, upload_id, started):
+                _log.warning(
+                    "%s: a create of an upload of %r was retried, and the uploads "
+                    "of its lost answers could not be listed; they may stay "
+                    "pending (see S3Store.abort_uploads)",
+                    self._url,
+                    key,
+                )
+
+        return created, again
+
+    def _known_uploads(
+        self, key: str, full: str, op: str, *, required: bool
+    ) -> list[Mapping[str, Any]] | None:
+        """The pending uploads of ``full``; ``None`` if they cannot be listed,
+        unless ``required``.
+        """  # noqa: D205
+        try:
+            return self._uploads_of(key, full, op)
+        except StorageError:
+            if required:
+                raise
+            return None
+
+    def _abort_lost_uploads(
+        self,
+        key: str,
+        full: str,
+        op: str,
+        known: list[Mapping[str, Any]] | None,
+        ours: str | None,
+        started: datetime.datetime,
+    ) -> bool:
+        """Abort the uploads of ``full`` that creates of this write made but whose
+        answers were lost; return whether the uploads could be listed.
+
+        Those are the key's uploads that are not ``ours``, were not ``known``
+        before the create, and did not start after ``ours``. Without
+        ``known``, only uploads that started in the create's time window
+        (measured back from ``ours``, on the server's clock) count, and none
+        without ``ours``. Never raises.
+        """  # noqa: D205
+        try:
+            uploads = self._uploads_of(key, full, op)
+        except StorageError as e:
+            _log.debug("%s: cannot list uploads of %r: %s", self._url, key, e)
+            return False
+        mine = next((u for u in uploads if u.get("UploadId") == ours), None)
+        anchor: datetime.datetime | None = mine.get("Initiated") if mine else None
+        known_ids = None if known is None else {u.get("UploadId") for u in known}
+        if known_ids is None and anchor is None:
+            return True  # nothing to tell our uploads from others' by
+        window = datetime.datetime.now(datetime.UTC) - started + _CLOCK_SLACK
+        lost = []
+        for up in uploads:
+            upload_id = up.get("UploadId")
+            if upload_id == ours or (known_ids is not None and upload_id in known_ids):
+                continue
+            initiated = up.get("Initiated")
+            if anchor is not None and initiated is not None:
+                if initiated > anchor + _CLOCK_SLACK:
+                    continue  # started after ours: another writer's
+                if known_ids is None and initiated < anchor - window:
+                    continue
+            elif known_ids is None:
+                continue
+            lost.append(str(upload_id))
+        done = True
+        for upload_id in lost:
+            _log.info(
+                "%s: aborting upload %s of %r, made by a create whose answer was lost",
+                self._url,
+                upload_id,
+                key,
+            )
+            done = self._abort(key, full, upload_id) and done
+        return done
+
+    def _abort(self, key: str, full: str, upload_id: str) -> bool:
+        """Abort one upload, best effort; whether it is gone."""
+        # a lifecycle rule, abort_uploads or abort_incomplete_uploads cleans up
+        try:
             self._call(
                 self._client.abort_multipart_upload,
                 key,
                 "write",
+                passthrough=frozenset({"NoSuchUpload"}),
                 Bucket=self._bucket,
                 Key=full,
                 UploadId=upload_id,
             )
+        except _Passthrough:
+            return True  # completed or aborted meanwhile
+        except StorageError:
+            return False
+        return True
 
     def _put_multipart(
         self,
@@ -1026,9 +1267,14 @@ class S3Store:
         *,
         conditional: bool,
     ) -> ObjectInfo:
-        found = self._find_upload(key, full) if self._resume and not metadata else None
+        resumable = self._resume and not metadata
+        # listed before any create: to continue one of them, and to tell the
+        # uploads of lost create answers from older ones
+        known = self._known_uploads(key, full, "write", required=resumable)
+        found = self._find_upload(key, full, known) if resumable and known else None
+        recheck: Callable[[], None] | None = None
         if found is not None:
-            upload_id, existing = found
+            upload, existing = found
         else:
             kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": full}
             if metadata:
@@ -1037,10 +1283,15 @@ class S3Store:
                 kwargs["StorageClass"] = self._storage_class
             if self._checksums:
                 kwargs["ChecksumAlgorithm"] = "SHA256"
-            created = self._call(
-                self._client.create_multipart_upload, key, "write", **kwargs
-            )
-            upload_id, existing = created["UploadId"], {}
+            upload, recheck = self._create_upload(key, full, "write", kwargs, known)
+            existing = {}
+        upload_id = str(upload["UploadId"])
+        # part checksums go into CompleteMultipartUpload only if the server
+        # knows them: it names the upload's algorithm or echoes a part's
+        # checksum. Swift s3api does neither, and refuses them there
+        # (MalformedXML).
+        declared = upload.get("ChecksumAlgorithm") == "SHA256"
+        shas: dict[int, bytes] = {}
         whole = Digests(expected)
         done: dict[int, CompletedPartTypeDef] = {}
         total = 0
@@ -1069,15 +1320,11 @@ class S3Store:
                 whole.update(buf)
                 md5 = hashlib.md5(buf, usedforsecurity=False).digest()
                 sha = hashlib.sha256(buf).digest() if self._checksums else None
+                if sha is not None:
+                    shas[number] = sha
                 old = existing.get(number)
                 if old is not None and self._same_part(old, buf, md5, sha):
-                    part: CompletedPartTypeDef = {
-                        "PartNumber": number,
-                        "ETag": old["ETag"],
-                    }
-                    if sha is not None:
-                        part["ChecksumSHA256"] = _b64(sha)
-                    done[number] = part
+                    done[number] = {"PartNumber": number, "ETag": old["ETag"]}
                 else:
                     inflight.append(
                         pool.submit(
@@ -1103,6 +1350,9 @@ class S3Store:
                 raise size_mismatch(self._url, key, size, total)
             actual = whole.hexdigests()
             verify_checksums(expected, actual, url=self._url, key=key)
+            if declared or any("ChecksumSHA256" in p for p in done.values()):
+                for n, sha_n in shas.items():
+                    done[n].setdefault("ChecksumSHA256", _b64(sha_n))
             complete: dict[str, Any] = {
                 "Bucket": self._bucket,
                 "Key": full,
@@ -1146,6 +1396,8 @@ class S3Store:
             pool.shutdown(wait=True)
             if not completed and not keep:
                 self._abort(key, full, upload_id)
+            if recheck is not None:
+                recheck()
         return ObjectInfo(
             key=key,
             size=total,
@@ -1192,8 +1444,8 @@ class S3Store:
             self._client.upload_part, key, f"write (part {number})", **kwargs
         )
         part: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
-        if sha is not None:
-            part["ChecksumSHA256"] = response.get("ChecksumSHA256") or _b64(sha)
+        if sha is not None and response.get("ChecksumSHA256"):
+            part["ChecksumSHA256"] = response["ChecksumSHA256"]  # the server knows it
         return part
 
     # ------------------------------------------------------------------
@@ -1203,12 +1455,28 @@ class S3Store:
         """Objects under ``prefix`` in key order, paginated lazily.
 
         Objects whose relative key is not a valid carmigrate key (for
-        example ``dir/`` markers made by consoles) are skipped.
+        example ``dir/`` markers made by consoles) are skipped;
+        [list_all][carmigrate.storage.S3Store.list_all] reports them.
         """
         validate_prefix(prefix)
-        return self._list(prefix)
+        return self._list(prefix)  # type: ignore[return-value]
 
-    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_all(self, prefix: str = "") -> Iterator[ObjectInfo | Unmigratable]:
+        """``list(prefix)`` and the objects it leaves out.
+
+        See [SupportsFullListing][carmigrate.storage.SupportsFullListing]:
+        every object whose key breaks carmigrate's key rules (``a//b``,
+        ``./x``, ``a/../b``, a control character, a folder marker ``dir/``
+        with content) is an ``Unmigratable`` naming the rule. Empty folder
+        markers (``dir/`` of 0 bytes, as consoles make them) hold no data and
+        are left out.
+        """
+        validate_prefix(prefix)
+        return self._list(prefix, problems=True)
+
+    def _list(
+        self, prefix: str, problems: bool = False
+    ) -> Iterator[ObjectInfo | Unmigratable]:
         kwargs: dict[str, Any] = {
             "Bucket": self._bucket,
             "Prefix": self._prefix + prefix,
@@ -1220,7 +1488,12 @@ class S3Store:
                 rel = obj["Key"][cut:]
                 try:
                     validate_key(rel, max_length=None)
-                except InvalidKey:
+                except InvalidKey as e:
+                    size = int(obj.get("Size", 0))
+                    if problems and not (size == 0 and rel.endswith("/")):
+                        yield Unmigratable(
+                            name=rel, reason=f"key breaks the key rules: {e}", size=size
+                        )
                     continue
                 etag = str(obj.get("ETag") or "").strip('"') or None
                 checksums = {}
@@ -1263,28 +1536,16 @@ class S3Store:
         """
         validate_prefix(prefix)
         now = datetime.datetime.now(datetime.UTC)
-        kwargs: dict[str, Any] = {
-            "Bucket": self._bucket,
-            "Prefix": self._prefix + prefix,
-        }
         pending: list[tuple[str, str]] = []
-        while True:
-            page = self._call(
-                self._client.list_multipart_uploads, prefix, "abort uploads", **kwargs
-            )
-            for up in page.get("Uploads", []):
-                initiated = up.get("Initiated")
-                if (
-                    older_than is not None
-                    and initiated is not None
-                    and now - initiated < older_than
-                ):
-                    continue
-                pending.append((up["Key"], up["UploadId"]))
-            if not page.get("IsTruncated"):
-                break
-            kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
-            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+        for up in self._iter_uploads(prefix, self._prefix + prefix, "abort uploads"):
+            initiated = up.get("Initiated")
+            if (
+                older_than is not None
+                and initiated is not None
+                and now - initiated < older_than
+            ):
+                continue
+            pending.append((up["Key"], up["UploadId"]))
         for full, upload_id in pending:
             self._call(
                 self._client.abort_multipart_upload,
@@ -1295,6 +1556,72 @@ class S3Store:
                 UploadId=upload_id,
             )
         return len(pending)
+
+    def abort_uploads(
+        self, keys: Iterable[str], *, keep_resumable: Iterable[str] = ()
+    ) -> UploadCleanup:
+        """Abort the pending multipart uploads of ``keys`` (see [SupportsUploadCleanup][carmigrate.storage.SupportsUploadCleanup]).
+
+        Lists the pending uploads under the store's prefix once (the keys
+        are only read if some are pending), then aborts those of ``keys``
+        and, of each ``keep_resumable`` key, all but the one the next write
+        would continue (with ``resume_uploads``: the newest with this
+        store's storage class and checksum setting). An upload that is gone
+        by the time it is aborted counts as aborted.
+
+        Raises:
+            StorageError: The pending uploads could not be listed.
+        """
+        cut = len(self._prefix)
+        pending: dict[str, list[Mapping[str, Any]]] = {}
+        for up in self._iter_uploads(None, self._prefix, "abort uploads"):
+            pending.setdefault(str(up["Key"])[cut:], []).append(up)
+        doomed: list[PendingUpload] = []
+        kept: list[PendingUpload] = []
+        for resumable, group in ((True, keep_resumable), (False, keys)):
+            if not pending:
+                break
+            for key in group:
+                uploads = pending.pop(key, None)
+                if uploads is None:
+                    continue
+                keep = (
+                    self._pick_resumable(uploads)
+                    if resumable and self._resume
+                    else None
+                )
+                for up in uploads:
+                    item = PendingUpload(
+                        key=key,
+                        upload_id=str(up["UploadId"]),
+                        initiated=up.get("Initiated"),
+                    )
+                    (kept if up is keep else doomed).append(item)
+                if not pending:
+                    break
+        aborted: list[PendingUpload] = []
+        failed: list[tuple[PendingUpload, str]] = []
+        for item in doomed:
+            full = self._prefix + item.key
+            try:
+                self._call(
+                    self._client.abort_multipart_upload,
+                    item.key,
+                    "abort upload",
+                    passthrough=frozenset({"NoSuchUpload"}),
+                    Bucket=self._bucket,
+                    Key=full,
+                    UploadId=item.upload_id,
+                )
+            except _Passthrough:
+                pass  # gone meanwhile
+            except StorageError as e:
+                failed.append((item, str(e)))
+                continue
+            aborted.append(item)
+        return UploadCleanup(
+            aborted=tuple(aborted), kept=tuple(kept), failed=tuple(failed)
+        )
 
     # ------------------------------------------------------------------
     # optional protocols
@@ -1392,9 +1719,9 @@ class S3Store:
             kwargs["StorageClass"] = self._storage_class
         if self._checksums:
             kwargs["ChecksumAlgorithm"] = "SHA256"
-        upload_id = self._call(
-            self._client.create_multipart_upload, key, "copy", **kwargs
-        )["UploadId"]
+        known = self._known_uploads(key, full, "copy", required=False)
+        created, recheck = self._create_upload(key, full, "copy", kwargs, known)
+        upload_id = str(created["UploadId"])
         completed = False
         copy_source = {"Bucket": source._bucket, "Key": source._prefix + source_key}
         # Pin every part to the version we looked at. Some servers (Swift
@@ -1455,6 +1782,10 @@ class S3Store:
                     key, full, upload_id, 1, bytearray(), hashlib.md5(b"", usedforsecurity=False).digest(),
                     hashlib.sha256(b"").digest() if self._checksums else None,
                 )  # fmt: skip
+                if created.get("ChecksumAlgorithm") == "SHA256":
+                    empty.setdefault(
+                        "ChecksumSHA256", _b64(hashlib.sha256(b"").digest())
+                    )
                 parts = [empty]
             again = source._info(
                 source_key, source._head(source_key, copy_source["Key"], "copy")
@@ -1474,6 +1805,8 @@ class S3Store:
         finally:
             if not completed:
                 self._abort(key, full, upload_id)
+            if recheck is not None:
+                recheck()
 
     def presign(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
         """A presigned GET or PUT URL (see [SupportsPresignedUrls][carmigrate.storage.SupportsPresignedUrls])."""

@@ -25,9 +25,12 @@ from carmigrate.storage._base import (
     SupportsRestore,
     SupportsServerSideCopy,
     SupportsTemporaryCleanup,
+    SupportsUploadCleanup,
+    UploadCleanup,
     WriteData,
     derive_capabilities,
 )
+from carmigrate.storage._unlisted import SupportsFullListing, Unmigratable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -35,6 +38,13 @@ if TYPE_CHECKING:
 __all__ = ["StoreWrapper"]
 
 _T = TypeVar("_T")
+
+_FORWARDABLE: Final[tuple[type, ...]] = (
+    *OPTIONAL_PROTOCOLS,
+    SupportsUploadCleanup,
+    SupportsFullListing,
+)
+"""The Protocols a wrapper forwards: those with a capability flag, then the others."""
 
 
 class StoreWrapper:
@@ -45,7 +55,11 @@ class StoreWrapper:
     subclass made for the wrapped store (made once per combination, then
     reused): it also implements exactly those optional Protocols
     ([OPTIONAL_PROTOCOLS][carmigrate.storage.lowlevel.OPTIONAL_PROTOCOLS]) that
-    the wrapped store implements, and no others, forwarding them to it. So
+    the wrapped store implements, and no others, forwarding them to it (and
+    likewise [SupportsUploadCleanup][carmigrate.storage.SupportsUploadCleanup]
+    and [SupportsFullListing][carmigrate.storage.SupportsFullListing], which
+    have no flag; a wrapper that overrides ``list`` does not forward
+    ``list_all``, which would bypass it). So
     ``isinstance(wrapper, SupportsRestore)`` holds exactly when it holds for
     the wrapped store, the wrapper's ``capabilities`` say the same (they are
     derived), and ``isinstance(wrapper, YourWrapper)`` still holds.
@@ -82,9 +96,10 @@ class StoreWrapper:
         inner: The store to wrap.
     """
 
-    forwarded_protocols: ClassVar[frozenset[type]] = frozenset(OPTIONAL_PROTOCOLS)
+    forwarded_protocols: ClassVar[frozenset[type]] = frozenset(_FORWARDABLE)
     """The optional Protocols this wrapper passes through when the wrapped
-    store implements them (default: all of them)."""
+    store implements them (default: all of them, ``SupportsUploadCleanup``
+    and ``SupportsFullListing`` included)."""
 
     _wrapper_base: ClassVar[type[StoreWrapper]]
     __inner: Store
@@ -95,12 +110,13 @@ class StoreWrapper:
         if _made:
             return  # a forwarding mixin or a made subclass
         cls._wrapper_base = cls
-        unknown = set(cls.forwarded_protocols) - set(OPTIONAL_PROTOCOLS)
+        unknown = set(cls.forwarded_protocols) - set(_FORWARDABLE)
         if unknown:
             names = sorted(getattr(p, "__name__", repr(p)) for p in unknown)
             raise TypeError(
                 f"{cls.__qualname__}.forwarded_protocols holds {names}, which are "
-                "not optional store Protocols (see OPTIONAL_PROTOCOLS)"
+                "not optional store Protocols (see OPTIONAL_PROTOCOLS, "
+                "SupportsUploadCleanup and SupportsFullListing)"
             )
 
     def __new__(cls, inner: Store, /, *args: Any, **kwargs: Any) -> Self:
@@ -159,10 +175,11 @@ class StoreWrapper:
             method: The name of the method called (``"stat"``,
                 ``"open_read"``, ``"write"``, ``"list"``, ``"delete"``,
                 ``"copy_from"``, ``"request_restore"``, ``"presign"``,
-                ``"remove_temporary"``).
-            key: The key it concerns (the prefix for ``list``, the
+                ``"remove_temporary"``, ``"abort_uploads"``, ``"list_all"``).
+            key: The key it concerns (the prefix for ``list`` and
+                ``list_all``, the
                 destination key for ``copy_from``, ``""`` for
-                ``remove_temporary``).
+                ``remove_temporary`` and ``abort_uploads``).
             call: Makes the call on the wrapped store.
 
         Returns:
@@ -305,13 +322,35 @@ class _ForwardTemporaryCleanup(StoreWrapper, _made=True):
         )
 
 
+class _ForwardUploadCleanup(StoreWrapper, _made=True):
+    def abort_uploads(
+        self, keys: Iterable[str], *, keep_resumable: Iterable[str] = ()
+    ) -> UploadCleanup:
+        """The wrapped ``abort_uploads`` (see [SupportsUploadCleanup][carmigrate.storage.SupportsUploadCleanup])."""
+        inner = cast("SupportsUploadCleanup", self.inner)
+        return self.forward(
+            "abort_uploads",
+            "",
+            lambda: inner.abort_uploads(keys, keep_resumable=keep_resumable),
+        )
+
+
+class _ForwardFullListing(StoreWrapper, _made=True):
+    def list_all(self, prefix: str = "") -> Iterator[ObjectInfo | Unmigratable]:
+        """The wrapped ``list_all`` (see [SupportsFullListing][carmigrate.storage.SupportsFullListing])."""
+        inner = cast("SupportsFullListing", self.inner)
+        return self.forward("list_all", prefix, lambda: inner.list_all(prefix))
+
+
 _MIXINS: Final[dict[type, tuple[type[StoreWrapper], tuple[str, ...]]]] = {
     SupportsServerSideCopy: (_ForwardServerSideCopy, ("can_copy_from", "copy_from")),
     SupportsRestore: (_ForwardRestore, ("request_restore",)),
     SupportsPresignedUrls: (_ForwardPresignedUrls, ("presign",)),
     SupportsTemporaryCleanup: (_ForwardTemporaryCleanup, ("remove_temporary",)),
+    SupportsUploadCleanup: (_ForwardUploadCleanup, ("abort_uploads",)),
+    SupportsFullListing: (_ForwardFullListing, ("list_all",)),
 }
-assert set(_MIXINS) == set(OPTIONAL_PROTOCOLS)
+assert set(_MIXINS) == set(_FORWARDABLE)
 
 
 def _defines(cls: type, names: tuple[str, ...]) -> bool:
@@ -322,10 +361,12 @@ def _defines(cls: type, names: tuple[str, ...]) -> bool:
 def _made_class(base: type[StoreWrapper], inner: Store) -> type[StoreWrapper]:
     wanted = tuple(
         protocol
-        for protocol in OPTIONAL_PROTOCOLS
+        for protocol in _FORWARDABLE
         if protocol in base.forwarded_protocols
         and not _defines(base, _MIXINS[protocol][1])
         and isinstance(inner, protocol)
+        # list_all would bypass a wrapper's own list (faults, filters)
+        and not (protocol is SupportsFullListing and base.list is not StoreWrapper.list)
     )
     return _subclass(base, wanted)
 

@@ -23,6 +23,11 @@ this module; everything it needs is in [carmigrate.storage][].
 - Wrappers: a store that wraps another subclasses
   [StoreWrapper][carmigrate.storage.lowlevel.StoreWrapper], which implements
   exactly the optional Protocols of the wrapped store and forwards them.
+- Full listings: a backend whose ``list`` leaves entries out (names that
+  are not keys, special files) reports them from ``list_all``
+  ([SupportsFullListing][carmigrate.storage.SupportsFullListing]), with
+  names made printable by
+  [name_as_text][carmigrate.storage.lowlevel.name_as_text].
 """
 
 from carmigrate.storage._base import OPTIONAL_PROTOCOLS, derive_capabilities
@@ -32,6 +37,7 @@ from carmigrate.storage._keys import (
     validate_key,
     validate_prefix,
 )
+from carmigrate.storage._unlisted import name_as_text
 from carmigrate.storage._wrap import StoreWrapper
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "StoreWrapper",
     "derive_capabilities",
     "iter_chunks",
+    "name_as_text",
     "normalize_checksums",
     "validate_key",
     "validate_prefix",
