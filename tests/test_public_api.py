@@ -139,6 +139,10 @@ PACKAGE_INTERNAL: dict[str, frozenset[str]] = {
     "carmigrate.cli._doctor": frozenset({"cores", "register"}),
     "carmigrate.cli._main": frozenset({"build_parser"}),
     "carmigrate.cli._migrate": frozenset({"register"}),
+    # how every command reports errors (one line; a JSON object with --json)
+    "carmigrate.cli._output": frozenset(
+        {"JsonAwareParser", "fail", "json_wanted", "remember_argv"}
+    ),
     "carmigrate.cli._recipe": frozenset({"register"}),
     "carmigrate.storage._io": frozenset(
         {

@@ -309,8 +309,10 @@ def test_missing_file_and_malformed_car_exit_2(
     bad, _, bad_err = run(capsys, "inspect", str(TESTDATA / "sample-rootless-v42.car"))
 
     assert code == 2
-    assert err.startswith("carmigrate: error:")
+    assert err.startswith("carmigrate car ls: error:")  # names the command
+    assert err.count("\n") == 1
     assert bad == 2
+    assert bad_err.startswith("carmigrate car inspect: error:")
     assert "unsupported CAR version 42" in bad_err
 
 

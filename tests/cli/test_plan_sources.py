@@ -123,4 +123,4 @@ def test_ctrl_c_is_one_line_and_exit_130(
     code = main(["commp", str(f)])
     err = capsys.readouterr().err
     assert code == 130
-    assert err.strip() == "carmigrate: interrupted"
+    assert err.strip() == "carmigrate commp: interrupted"

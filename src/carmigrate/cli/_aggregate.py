@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carmigrate.aggregate import AggregateBuilder, InclusionProof
+from carmigrate.cli._output import fail
 from carmigrate.commp import PieceInfo
 from carmigrate.errors import AggregateError, AggregateFullError, CarmigrateError
 
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Read JSON lines {'piece_cid': '<v2>'} or {'piece_cid': '<v1>', "
             "'padded_size': N} from standard input, place them into one aggregate "
             "and print its CID, the pieces' offsets and their inclusion proofs. "
-            "Exit 2 with {'error', 'failed_at'} when they do not fit."
+            "Exit 2 when they do not fit (with --json, also {'error': {'message', 'failed_at', ...}})."
         ),
     )
     b.add_argument(
@@ -109,20 +110,22 @@ def _build(args: argparse.Namespace) -> int:
         pieces = _read_pieces(sys.stdin.read().splitlines())
         builder = AggregateBuilder(args.deal_size)
     except CarmigrateError as exc:
-        _emit({"error": str(exc), "failed_at": None})
-        return 2
+        return fail(args, str(exc), kind=type(exc).__name__, failed_at=None)
     order = _ORDERS[args.policy](list(enumerate(pieces)))
     placed: list[tuple[int, PieceInfo]] = []
     for index, piece in order:
         try:
             builder.add(piece)
         except AggregateFullError as exc:
-            _emit({"error": exc.reason, "failed_at": index})
-            return 2
+            return fail(
+                args,
+                f"piece {index} (input line {index + 1}) does not fit: {exc.reason}",
+                kind=type(exc).__name__,
+                failed_at=index,
+            )
         placed.append((index, piece))
     if not placed:
-        _emit({"error": "no pieces on standard input", "failed_at": None})
-        return 2
+        return fail(args, "no pieces on standard input", kind="usage", failed_at=None)
     agg = builder.build()
     info = PieceInfo(agg.root, agg.deal_size, agg.deal_size // 128 * 127)
     out = {
@@ -159,8 +162,7 @@ def _verify(args: argparse.Namespace) -> int:
         piece = PieceInfo.from_cid(args.piece, padded_size=args.padded_size)
         agg = PieceInfo.from_cid(args.aggregate, padded_size=args.deal_size)
     except (OSError, ValueError, CarmigrateError) as exc:
-        print(f"carmigrate: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(args, str(exc), kind=type(exc).__name__)
     try:
         proof.verify(piece.root, piece.padded_size, agg.root, agg.padded_size)
     except AggregateError as exc:

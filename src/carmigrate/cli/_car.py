@@ -23,6 +23,7 @@ from carmigrate.car import (
     verify_car,
 )
 from carmigrate.cid import hash_name
+from carmigrate.cli._output import fail
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -48,6 +49,9 @@ def register(subparsers: Subparsers) -> None:
 
     p = sub.add_parser("roots", help="print the root CIDs, one per line")
     _add_input(p)
+    p.add_argument(
+        "--json", action="store_true", help='print one JSON object: {"roots": [...]}'
+    )
     p.set_defaults(handler=_roots)
 
     p = sub.add_parser(
@@ -113,6 +117,7 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="do not re-hash the blocks while copying",
     )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_index)
 
 
@@ -174,8 +179,7 @@ def _guard(
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):
                 raise
-            print(f"carmigrate: error: {exc}", file=sys.stderr)
-            return 2
+            return fail(args, str(exc), kind=type(exc).__name__)
 
     run.__name__ = handler.__name__
     return run
@@ -193,8 +197,12 @@ def _roots(args: argparse.Namespace) -> int:
             limits=_limits(args),
             zero_length_section_as_eof=args.zero_length_section_as_eof,
         )
-        for root in reader.roots:
-            _out(str(root))
+        roots = [str(root) for root in reader.roots]
+    if args.json:
+        _out(json.dumps({"roots": roots}))
+        return 0
+    for root in roots:
+        _out(root)
     return 0
 
 
@@ -359,19 +367,14 @@ def _inspect(args: argparse.Namespace) -> int:
 def _index(args: argparse.Namespace) -> int:
     out: Path = args.output
     if str(out) == "-":
-        print(
-            "carmigrate: error: a CARv2 must be written to a file, not -",
-            file=sys.stderr,
-        )
-        return 2
+        return fail(args, "a CARv2 must be written to a file, not -", kind="usage")
     out_dir = out.resolve().parent
     if not out_dir.is_dir():
-        print(
-            f"carmigrate: error: cannot write {str(out)!r}: "
-            f"{str(out.parent)!r} is not a folder",
-            file=sys.stderr,
+        return fail(
+            args,
+            f"cannot write {str(out)!r}: {str(out.parent)!r} is not a folder",
+            kind="NotADirectoryError",
         )
-        return 2
     with _opened(args.file) as f:
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{out.name}.", suffix=".tmp", dir=out_dir
@@ -397,6 +400,20 @@ def _index(args: argparse.Namespace) -> int:
             raise
     v2 = header.v2
     assert v2 is not None
+    if args.json:
+        _out(
+            json.dumps(
+                {
+                    "path": str(out),
+                    "version": 2,
+                    "data_offset": v2.data_offset,
+                    "data_size": v2.data_size,
+                    "index_offset": v2.index_offset,
+                    "index_codec": args.codec,
+                }
+            )
+        )
+        return 0
     _out(
         f"wrote {out}: CARv2, data offset {v2.data_offset}, data size {v2.data_size}, "
         f"{args.codec} index at offset {v2.index_offset}"

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, BinaryIO
 
+from carmigrate.cli._output import fail
 from carmigrate.commp import commp
 
 if TYPE_CHECKING:
@@ -97,8 +98,9 @@ def _run(args: argparse.Namespace) -> int:
             source = _stdin() if name == "-" else name
             info = commp(source, threads=args.threads)
         except OSError as exc:
-            print(f"carmigrate commp: {name}: {exc.strerror or exc}", file=sys.stderr)
-            status = 2
+            status = fail(
+                args, f"{name}: {exc.strerror or exc}", kind=type(exc).__name__
+            )
             continue
         print(_line(name, info, args.json), flush=True)
     return status

@@ -8,9 +8,10 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from carmigrate._version import __version__
+from carmigrate.cli._output import JsonAwareParser, fail, remember_argv
 from carmigrate.errors import CarmigrateError
 
 __all__ = ["build_parser", "main"]
@@ -49,7 +50,7 @@ class _Version(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the full argument parser (every command group registered)."""
-    parser = argparse.ArgumentParser(
+    parser = JsonAwareParser(
         prog="carmigrate",
         description="Move content-addressed data between stores, verify it, "
         "and pack it into Filecoin deals.",
@@ -70,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="log errors only (no warnings)"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # every subparser is a JsonAwareParser too (argparse makes them of the
+    # parent's class); the command groups only need ArgumentParser's API
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+    )
     for register in _registrars():
         register(sub)
     return parser
@@ -114,10 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The process exit code. A [CarmigrateError][carmigrate.errors.CarmigrateError]
-        that escapes a command is printed as ``carmigrate: error: …`` and
-        gives exit code 2, as does input nested too deeply to decode;
-        Ctrl-C gives one line and exit code 130.
+        that escapes a command is printed as ``carmigrate <command>: error: …``
+        and gives exit code 2, as does input nested too deeply to decode;
+        Ctrl-C gives one line and exit code 130. With ``--json``, every error
+        is also one JSON object on stdout (``{"error": {...}}``).
     """
+    remember_argv(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
@@ -125,17 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except CarmigrateError as exc:
-        print(f"carmigrate: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(args, str(exc), kind=type(exc).__name__)
     except RecursionError:
         # json and DAG-CBOR decoders recurse: input nested thousands deep
-        print(
-            "carmigrate: error: the input is nested too deeply to be read",
-            file=sys.stderr,
+        return fail(
+            args, "the input is nested too deeply to be read", kind="RecursionError"
         )
-        return 2
     except KeyboardInterrupt:
-        print("carmigrate: interrupted", file=sys.stderr)
-        return 130
+        return fail(args, "interrupted", code=130, kind="KeyboardInterrupt")
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0

@@ -33,10 +33,16 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from carmigrate import migrate
-from carmigrate.cli._args import positive_float, positive_int
+from carmigrate.cli._args import (
+    StoreOption,
+    positive_float,
+    positive_int,
+    store_option,
+)
+from carmigrate.cli._output import fail
 from carmigrate.digests import algorithm_names
 from carmigrate.errors import CarmigrateError, PlanError
-from carmigrate.storage import is_local_url, open_store
+from carmigrate.storage import check_store_options, is_local_url, open_store
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -230,6 +236,7 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "reading the destination afterwards)",
     )
     _add_limits(p, plan=True)
+    _add_store_options(p)
     p.add_argument(
         "--json",
         action="store_true",
@@ -290,6 +297,7 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also retry items that failed permanently before",
     )
+    _add_store_options(p)
     _add_dask(p)
     p.add_argument(
         "--progress",
@@ -306,6 +314,49 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the outcome as one JSON object"
     )
+
+
+def _add_store_options(p: argparse.ArgumentParser, *, source: bool = True) -> None:
+    values = (
+        "KEY is a keyword option of the store's backend (see the storage docs); "
+        "VALUE is read as JSON when it is JSON (true, false, null, numbers, "
+        '"quoted text", lists, objects), else taken as text; repeatable'
+    )
+    for side in ("source", "destination") if source else ("destination",):
+        p.add_argument(
+            f"--{side}-option",
+            dest=f"{side}_options",
+            type=store_option,
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"an option for opening the {side} store, e.g. "
+            f"{'checksums=false' if side == 'source' else 'conditional_write=multipart'}: "
+            f"{values}",
+        )
+
+
+def _store_options(
+    args: argparse.Namespace, source: str, destination: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``--source-option``/``--destination-option`` values for these URLs.
+
+    Raises:
+        ValueError: An option the store does not take, or a value of the
+            wrong type (the message names the option as written).
+    """
+    out: list[dict[str, Any]] = []
+    for side, url in (("source", source), ("destination", destination)):
+        given: list[StoreOption] = getattr(args, f"{side}_options", [])
+        options: dict[str, Any] = {}
+        for opt in given:
+            try:
+                check_store_options(url, {opt.name: opt.value})
+            except TypeError as e:
+                raise ValueError(f"--{side}-option {opt.text}: {e}") from None
+            options[opt.name] = opt.value
+        out.append(options)
+    return out[0], out[1]
 
 
 def _add_dask(p: argparse.ArgumentParser) -> None:
@@ -407,6 +458,7 @@ def _add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="N",
         help="objects read at once (default: the plan's)",
     )
+    _add_store_options(p)
     _add_dask(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_verify)
@@ -431,6 +483,7 @@ def _add_rollback(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="only list what would be checked and deleted",
     )
+    _add_store_options(p, source=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_rollback)
 
@@ -458,7 +511,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _errors(fn: Handler) -> Handler:
-    """Print library, OS and value errors as ``carmigrate: error: …``; exit 2."""
+    """Report library, OS and value errors as every command does (``_output.fail``); exit 2."""
 
     @functools.wraps(fn)
     def wrapper(args: argparse.Namespace) -> int:
@@ -467,8 +520,7 @@ def _errors(fn: Handler) -> Handler:
         except BrokenPipeError:
             raise  # output piped into head: main() handles it
         except (CarmigrateError, OSError, ValueError) as e:
-            print(f"carmigrate {args.command}: error: {e}", file=sys.stderr)
-            return 2
+            return fail(args, str(e), kind=type(e).__name__)
 
     return wrapper
 
@@ -600,7 +652,7 @@ def _emit(data: object) -> None:
 
 
 def _counts(counts: Mapping[migrate.ItemState, int]) -> dict[str, int]:
-    return {s.name: n for s, n in sorted(counts.items(), key=lambda kv: kv[0].name)}
+    return {s.value: n for s, n in sorted(counts.items(), key=lambda kv: kv[0].value)}
 
 
 def _counts_line(counts: Mapping[migrate.ItemState, int]) -> str:
@@ -646,10 +698,13 @@ def _plan(args: argparse.Namespace) -> int:
         overwrite=migrate.Overwrite(args.overwrite),
         server_side_copy=args.server_side_copy,
     )
+    source_options, destination_options = _store_options(
+        args, args.source, args.destination
+    )
     with contextlib.ExitStack() as stack:
         # a source must exist; a local destination that does not is planned
         # against as empty and made by the run that writes to it
-        source = open_store(args.source)
+        source = open_store(args.source, **source_options)
         stack.callback(source.close)
         destination: Any
         empty: list[migrate.ListingEntry] | None = None
@@ -659,7 +714,7 @@ def _plan(args: argparse.Namespace) -> int:
             destination = Path(os.path.abspath(_local_path(args.destination))).as_uri()
             empty = []
         else:
-            destination = open_store(args.destination)
+            destination = open_store(args.destination, **destination_options)
             stack.callback(destination.close)
         made = migrate.plan(
             source,
@@ -694,9 +749,9 @@ def _run_outcome(
     result: migrate.RunResult | None,
     received: Sequence[int],
 ) -> int:
-    failed = (
-        ledger.counts(stage=args.stages) if result is None else dict(result.counts)
-    ).get(migrate.ItemState.FAILED, 0)
+    counts = ledger.counts(stage=args.stages) if result is None else dict(result.counts)
+    failed = counts.get(migrate.ItemState.FAILED, 0)
+    unmigratable = counts.get(migrate.ItemState.UNMIGRATABLE, 0)
     interrupted = result is None or bool(received)
     if args.json:
         data: dict[str, Any] = {
@@ -736,12 +791,17 @@ def _run_outcome(
                 print(f"  {rec.item.key}: {rec.reason}{where}")
             if failed > _LISTED:
                 print(f"  … and {failed - _LISTED} more")
+        if unmigratable:
+            print(
+                f"{unmigratable} source entries cannot be migrated (the report "
+                "lists them with their reasons): the migration is not complete"
+            )
         if interrupted or (result is not None and not result.complete):
             print(f"to continue: carmigrate resume --ledger {args.ledger}")
         print(f"report: carmigrate report --ledger {args.ledger}")
     if interrupted:
         return _INTERRUPTED
-    return 1 if failed else 0
+    return 1 if failed or unmigratable else 0
 
 
 def _execute(
@@ -756,7 +816,13 @@ def _execute(
     # a local source is read once: its pages are dropped from the page
     # cache as they are read (see LocalStore's cache_reads)
     local = "://" not in source or source.startswith("file://")
-    options = migrate.StoreOptions(source={"cache_reads": False} if local else {})
+    given_source, given_destination = _store_options(
+        args, header.source, header.destination
+    )
+    options = migrate.StoreOptions(
+        source={"cache_reads": False, **given_source} if local else given_source,
+        destination=given_destination,
+    )
     with (
         _executor(args.dask, limits.concurrency) as executor,
         _reporters(args) as reporters,
@@ -820,9 +886,11 @@ def _status(args: argparse.Namespace) -> int:
                 "bytes_done": st.bytes_done,
                 "bytes_total": st.bytes_total,
                 "stages": [
-                    {"stage": stage, "state": state.upper(), "items": n}
+                    {"stage": stage, "state": state, "items": n}
                     for stage, state, n in st.stages
                 ],
+                "complete": st.complete,
+                "open": st.open,
                 "running": st.running,
                 "stop_requested": st.stop_requested,
                 "last_run": None if last is None else migrate.serde.unstructure(last),
@@ -836,6 +904,7 @@ def _status(args: argparse.Namespace) -> int:
         f"{sum(counts.values())} items: {_counts_line(counts)}; "
         f"{_size(st.bytes_done)} of {_size(st.bytes_total)} done ({share:.0%})"
     )
+    print(f"complete: {'yes' if st.complete else 'no: ' + st.open}")
     if last is not None:
         if st.running:
             end = "is running now"
@@ -860,7 +929,7 @@ def _report(args: argparse.Namespace) -> int:
         print(rep.to_json())
     else:
         sys.stdout.write(rep.to_markdown())
-    return 1 if rep.failures_count else 0
+    return 1 if rep.failures_count or rep.unmigratable_count else 0
 
 
 # ----------------------------------------------------------------------
@@ -872,6 +941,9 @@ def _verify(args: argparse.Namespace) -> int:
     plan = None if args.plan is None else migrate.load_plan(args.plan)
     with _open_ledger(args.ledger) as ledger:
         limits = _limits(args, ledger.header.limits)
+        source, destination = _store_options(
+            args, ledger.header.source, ledger.header.destination
+        )
         with _executor(args.dask, limits.concurrency) as executor:
             rep = migrate.verify(
                 plan,
@@ -880,6 +952,9 @@ def _verify(args: argparse.Namespace) -> int:
                 stages=args.stages,
                 reread_source=args.reread_source,
                 limits=limits,
+                store_options=migrate.StoreOptions(
+                    source=source, destination=destination
+                ),
             )
     if args.json:
         _emit({**migrate.serde.unstructure(rep), "ok": rep.ok})
@@ -901,7 +976,15 @@ def _verify(args: argparse.Namespace) -> int:
 @_errors
 def _rollback(args: argparse.Namespace) -> int:
     with _open_ledger(args.ledger) as ledger:
-        res = migrate.rollback(ledger, args.stage, dry_run=args.dry_run)
+        _, destination = _store_options(
+            args, ledger.header.source, ledger.header.destination
+        )
+        res = migrate.rollback(
+            ledger,
+            args.stage,
+            dry_run=args.dry_run,
+            store_options=migrate.StoreOptions(destination=destination),
+        )
     if args.json:
         _emit({**migrate.serde.unstructure(res), "dry_run": args.dry_run})
     else:

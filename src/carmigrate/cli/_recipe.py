@@ -23,6 +23,7 @@ import attrs
 from carmigrate.aggregate import AggregateQueue, InclusionProof
 from carmigrate.cid import CID
 from carmigrate.cli._args import positive_float, positive_int
+from carmigrate.cli._output import fail
 from carmigrate.commp import PieceInfo
 from carmigrate.errors import CarmigrateError, FormatError
 from carmigrate.migrate import JsonLinesReporter, Limits, Verdict
@@ -143,8 +144,7 @@ def _run_generated(recipe: Recipe[Any], args: argparse.Namespace) -> int:
     try:
         options = recipe.options(**values)
     except (TypeError, ValueError, CarmigrateError) as e:
-        print(f"carmigrate recipe {recipe.name}: error: {e}", file=sys.stderr)
-        return 2
+        return fail(args, str(e), kind=type(e).__name__)
     with contextlib.ExitStack() as stack:
         try:
             result = run_recipe(
@@ -156,8 +156,7 @@ def _run_generated(recipe: Recipe[Any], args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
             )
         except (CarmigrateError, OSError, ValueError) as e:
-            print(f"carmigrate recipe {recipe.name}: error: {e}", file=sys.stderr)
-            return 2
+            return fail(args, str(e), kind=type(e).__name__)
     _print(args, result.to_dict(), result.to_markdown())
     return 1 if (result.failed or result.missing) and not args.dry_run else 0
 
