@@ -986,7 +986,7 @@ def check_store(
     make_store: Callable[[], Store],
     *,
     checks: Iterable[str] | None = None,
-    large_size: int = 12 * _MIB + 123,
+    large_size: int = 12 * 1024 * 1024 + 123,
 ) -> None:
     """Check that a Store keeps the contract, with plain assertions.
 
