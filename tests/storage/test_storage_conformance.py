@@ -10,7 +10,7 @@ import fsspec
 import pytest
 from storage_helpers import PART, S3Server
 
-from carmigrate.storage import FsspecStore, LocalStore, MemoryStore, Store
+from carmigrate.storage import FsspecStore, LocalStore, MemoryStore, Store, open_store
 from carmigrate.testing import STORE_CHECKS, FlakyStore, check_store
 
 _counter = itertools.count()
@@ -68,7 +68,20 @@ def test_local_backends(backend: str, check: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("check", STORE_CHECKS)
 def test_s3_backends(s3: S3Server, check: str) -> None:
     """S3Store keeps the Store contract on moto and on Swift (multipart on)."""
-    check_store(s3.store_factory(), checks=[check], large_size=8 * PART + 123)
+    check_store(
+        s3.store_factory(),
+        checks=[check],
+        large_size=8 * PART + 123,
+        # the url names bucket and prefix; where and who come from options
+        open_url=lambda url: open_store(
+            url,
+            endpoint_url=s3.endpoint,
+            access_key_id=s3.access_key,
+            secret_access_key=s3.secret_key,
+            region=s3.region,
+            **s3.options,
+        ),
+    )
 
 
 def test_check_store_rejects_unknown_checks() -> None:
@@ -108,3 +121,33 @@ def test_check_store_refuses_read_only_stores() -> None:
         check_store(
             lambda: FsspecStore(fs, "/ro", read_only=True), checks=["roundtrip"]
         )
+
+
+def test_the_url_check_catches_a_url_that_does_not_open_the_store(
+    tmp_path: Path,
+) -> None:
+    """A store whose url does not open it again fails check_store[url] (#13 item 16)."""
+
+    class WrongUrl(LocalStore):
+        @property  # type: ignore[override]
+        def url(self) -> str:
+            return "nosuchscheme-xyz:" + str(self.root)
+
+        @url.setter
+        def url(self, value: str) -> None:
+            pass
+
+    with pytest.raises(
+        AssertionError, match=r"check_store\[url\].*does not open again"
+    ):
+        check_store(lambda: WrongUrl(tmp_path / "a", create=True), checks=["url"])
+
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(AssertionError, match="the store its url opens"):
+        check_store(
+            lambda: LocalStore(tmp_path / "b", create=True),
+            checks=["url"],
+            open_url=lambda url: LocalStore(other),  # the same url, other data
+        )
+    check_store(lambda: LocalStore(tmp_path / "c", create=True), checks=["url"])

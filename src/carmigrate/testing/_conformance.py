@@ -23,6 +23,7 @@ from carmigrate.storage import (
     SupportsRestore,
     SupportsServerSideCopy,
     SupportsTemporaryCleanup,
+    open_store,
     read_bytes,
 )
 from carmigrate.storage.lowlevel import OPTIONAL_PROTOCOLS
@@ -55,9 +56,16 @@ INVALID_KEYS: Final = (
 class _Context:
     """What one check gets: a fresh store and the suite's options."""
 
-    def __init__(self, store: Store, *, large_size: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        large_size: int,
+        open_url: Callable[[str], Store] | None = None,
+    ) -> None:
         self.store = store
         self.large_size = large_size
+        self.open_url = open_url
         self.name = ""
         self._flags: list[str] = []
 
@@ -936,6 +944,36 @@ def _large_streaming(c: _Context) -> None:
     c.absent_after_failure("large/bad", "after a large write with a wrong sha256")
 
 
+def _url(c: _Context) -> None:
+    """The store's url opens the same store again (``open_store`` or the given opener)."""
+    url = c.store.url
+    c.check(isinstance(url, str) and url != "", f"url {url!r} is not a string")
+    netloc = urlsplit(url).netloc
+    c.check("@" not in netloc, f"url {url!r} holds credentials (user@host)")
+    opener = c.open_url or open_store
+    try:
+        again = opener(url)
+    except Exception as e:
+        raise c.fail(
+            f"its url {url!r} does not open again ({type(e).__name__}: {e}); "
+            "a plan records the url and a resume opens it: register the "
+            "scheme's factory (entry point group carmigrate.stores), or pass "
+            "check_store(open_url=...)"
+        ) from e
+    try:
+        c.equal(url, again.url, "the url of the store its url opens")
+        if url.startswith("memory://"):
+            return  # a new MemoryStore each time: nothing is shared
+        c.store.write("url/seen", b"through the url")
+        c.equal(
+            b"through the url",
+            read_bytes(again, "url/seen"),
+            "an object read through the store its url opens",
+        )
+    finally:
+        again.close()
+
+
 _CHECKS: Final[dict[str, Callable[[_Context], None]]] = {
     "roundtrip": _roundtrip,
     "write_sources": _write_sources,
@@ -964,9 +1002,11 @@ _CHECKS: Final[dict[str, Callable[[_Context], None]]] = {
     "max_key_length": _max_key_length,
     "resumable_uploads": _resumable_uploads,
     "read_only": _read_only,
+    "url": _url,
 }
 
 _READ_ONLY_CHECKS: Final = frozenset({"optional_protocols", "read_only"})
+# "url" writes through the store: a read-only store is checked only by reopening
 """Checks that also run on a read-only store."""
 
 STORE_CHECKS: Final = tuple(_CHECKS)
@@ -987,6 +1027,7 @@ def check_store(
     *,
     checks: Iterable[str] | None = None,
     large_size: int = 12 * 1024 * 1024 + 123,
+    open_url: Callable[[str], Store] | None = None,
 ) -> None:
     """Check that a Store keeps the contract, with plain assertions.
 
@@ -1034,6 +1075,10 @@ def check_store(
       data) stores exactly what was written last.
     - ``read_only``: ``write`` and ``delete`` fail with ``StorageError``
       and leave nothing; a writable store can write and delete.
+    - ``url``: ``url`` holds no credentials and opens the same store again
+      (the same ``url``, and an object written through one is read through
+      the other; ``memory://`` stores are new each time), as a resume opens
+      a plan's stores from their urls.
 
     Not checked: ``range_reads`` (whether only the range is fetched cannot
     be seen from outside; range semantics are checked for every store) and
@@ -1050,6 +1095,9 @@ def check_store(
         checks: Names of the checks to run (default: all).
         large_size: Size in bytes of the large streamed object (default just
             over 12 MiB, enough for a few multipart parts).
+        open_url: What opens a url for the ``url`` check (default
+            [open_store][carmigrate.storage.open_store]; pass your scheme's
+            factory to check it before it is registered).
 
     Raises:
         AssertionError: A check failed; the message says which and why.
@@ -1068,7 +1116,7 @@ def check_store(
                     f"check_store needs a writable store, {store.url} is read-only "
                     f"(only {sorted(_READ_ONLY_CHECKS)} run on read-only stores)"
                 )
-            ctx = _Context(store, large_size=large_size)
+            ctx = _Context(store, large_size=large_size, open_url=open_url)
             ctx.name = name
             _CHECKS[name](ctx)
         finally:
