@@ -176,7 +176,7 @@ def test_local_store_implements_temporary_cleanup(tmp_path: Path) -> None:
 
     assert isinstance(store, SupportsTemporaryCleanup)
     assert capabilities_of(store).temporary_cleanup
-    assert store.remove_temporary(older_than=0) == 1
+    assert store.remove_temporary(older_than=0).removed == 1
     assert not temp.exists()
     assert not isinstance(MemoryStore(), SupportsTemporaryCleanup)
 

@@ -143,7 +143,7 @@ def test_wrapping_a_local_store_has_exactly_its_protocols(tmp_path: Path) -> Non
     assert isinstance(flaky, SupportsTemporaryCleanup)
     assert flaky.capabilities == local.capabilities
     assert capabilities_of(flaky) == flaky.capabilities
-    assert flaky.remove_temporary() == 0
+    assert flaky.remove_temporary().removed == 0
 
 
 def test_faults_in_optional_methods(tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_faults_in_optional_methods(tmp_path: Path) -> None:
     )
     with pytest.raises(StorageError, match="remove_temporary"):
         local.remove_temporary()
-    assert local.remove_temporary() == 0
+    assert local.remove_temporary().removed == 0
 
 
 def test_optional_methods_the_store_lacks_are_refused() -> None:

@@ -478,13 +478,18 @@ def test_remove_temporary_deletes_only_stale_temp_files(tmp_path: Path) -> None:
     link.symlink_to(target)
     os.utime(link, (old, old), follow_symlinks=False)
 
-    assert store.remove_temporary() == 2
+    first = store.remove_temporary()
+    assert first.removed == 2
+    # a symbolic link under a temporary name is never followed nor removed: reported
+    assert first.left == (
+        (".carmigrate.tmp.link", "has a temporary name but is not a regular file"),
+    )
     assert not any(p.exists() for p in stale)
     assert fresh.exists()
     assert link.is_symlink()
     assert target.read_bytes() == b"not ours"
     assert read_bytes(store, "a/obj") == b"object"
-    assert store.remove_temporary(older_than=0) == 1  # now the fresh one too
+    assert store.remove_temporary(older_than=0).removed == 1  # now the fresh one too
     assert not fresh.exists()
     with pytest.raises(ValueError, match="older_than"):
         store.remove_temporary(older_than=-1)
@@ -505,7 +510,8 @@ def test_remove_temporary_of_given_keys_only(tmp_path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / f"{_temp_prefix('dead.bin')}89ab").write_bytes(b"other folder")
 
-    assert store.remove_temporary(0, keys=["a/dead.bin", "nope/x.bin"]) == 1
+    result = store.remove_temporary(0, keys=["a/dead.bin", "nope/x.bin"])
+    assert (result.removed, result.left) == (1, ())
     left = sorted(os.listdir(tmp_path / "a"))
     assert left == sorted(
         [

@@ -27,6 +27,7 @@ from carmigrate.storage import (
     SupportsRestore,
     SupportsServerSideCopy,
     SupportsTemporaryCleanup,
+    TemporaryCleanup,
     capabilities_of,
     copy_object,
     read_bytes,
@@ -83,9 +84,9 @@ class Everything(ColdMemoryStore):
     def presign(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
         return f"https://example.invalid/{key}?method={method}&expires={expires_in}"
 
-    def remove_temporary(self, older_than: float = 3600.0) -> int:
+    def remove_temporary(self, older_than: float = 3600.0) -> TemporaryCleanup:
         self.cleanups.append(older_than)
-        return 7
+        return TemporaryCleanup(removed=7)
 
 
 def implemented(store: object) -> set[str]:
@@ -113,7 +114,7 @@ def test_wrapper_of_a_store_with_every_protocol_has_them_all() -> None:
     assert isinstance(wrapper, SupportsPresignedUrls)
     assert wrapper.presign("k", method="PUT").endswith("method=PUT&expires=3600")
     assert isinstance(wrapper, SupportsTemporaryCleanup)
-    assert wrapper.remove_temporary(5.0) == 7
+    assert wrapper.remove_temporary(5.0) == TemporaryCleanup(removed=7)
     assert inner.cleanups == [5.0]
     assert isinstance(wrapper, SupportsServerSideCopy)
     assert wrapper.can_copy_from(wrapper)  # the wrapper stands for its store
@@ -146,7 +147,7 @@ def test_wrapper_of_a_local_store_cannot_restore(tmp_path: Path) -> None:
     old = time.time() - 7200
     os.utime(stale, (old, old))
     assert isinstance(wrapper, SupportsTemporaryCleanup)
-    assert wrapper.remove_temporary() == 1
+    assert wrapper.remove_temporary().removed == 1
     assert not stale.exists()
 
 

@@ -24,6 +24,7 @@ from carmigrate.storage import (
     MemoryStore,
     ObjectInfo,
     Store,
+    TemporaryCleanup,
     WriteData,
 )
 from carmigrate.storage.lowlevel import StoreWrapper, iter_chunks
@@ -100,19 +101,19 @@ class BadPresign(StoreWrapper):
 
 
 class NoCount(StoreWrapper):
-    def remove_temporary(self, older_than: float = 3600.0) -> int:
+    def remove_temporary(self, older_than: float = 3600.0) -> TemporaryCleanup:
         return None  # type: ignore[return-value]
 
 
 class Sweeper(StoreWrapper):
     """Its cleanup removes objects too."""
 
-    def remove_temporary(self, older_than: float = 3600.0) -> int:
+    def remove_temporary(self, older_than: float = 3600.0) -> TemporaryCleanup:
         if older_than < 0:
             raise ValueError(older_than)
         for info in list(self.inner.list()):
             self.inner.delete(info.key)
-        return 0
+        return TemporaryCleanup()
 
 
 class BadCopy(StoreWrapper):
@@ -273,7 +274,7 @@ CASES: dict[str, tuple[Callable[[Path], Store], str, str]] = {
     "cleanup returns no count": (
         lambda p: NoCount(MemoryStore()),
         "temporary_cleanup",
-        r"returned None, not a count \[capabilities\.temporary_cleanup=True\]",
+        r"returned None, not a TemporaryCleanup \[capabilities\.temporary_cleanup=True\]",
     ),
     "cleanup removes objects": (
         lambda p: Sweeper(MemoryStore()),

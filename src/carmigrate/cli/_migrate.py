@@ -891,6 +891,10 @@ def _status(args: argparse.Namespace) -> int:
                 ],
                 "complete": st.complete,
                 "open": st.open,
+                "leftovers": [
+                    {"kind": kind, "name": name, "why": why}
+                    for kind, name, why in st.leftovers
+                ],
                 "running": st.running,
                 "stop_requested": st.stop_requested,
                 "last_run": None if last is None else migrate.serde.unstructure(last),
@@ -918,6 +922,14 @@ def _status(args: argparse.Namespace) -> int:
         print(f"last run: {last.id} ({last.kind}) {end}")
     if st.stop_requested:
         print("a stop was requested and is waiting to be noticed")
+    if st.leftovers:
+        print(
+            f"{len(st.leftovers)} left at the destination that cleanup could not remove:"
+        )
+        for kind, name, why in st.leftovers[:_LISTED]:
+            print(f"  {kind} {name}: {why}")
+        if len(st.leftovers) > _LISTED:
+            print(f"  … and {len(st.leftovers) - _LISTED} more")
     return 0
 
 

@@ -314,20 +314,37 @@ def remove_temporary_of_crash(ledger: Ledger, destination: Store) -> int:
     their writers are gone (this run holds the ledger), so the temporary
     data of their keys goes, whatever its age, without searching the rest
     of the destination. A clean stop leaves no such item: nothing is done.
+    What could not be removed is recorded in the ledger (see
+    [Ledger.leftovers][carmigrate.migrate.Ledger.leftovers]), where
+    ``status`` reports it; a later cleanup that removes it clears it.
 
     Returns:
         Temporary items removed.
     """
     if not isinstance(destination, SupportsTemporaryCleanup):
         return 0
-    keys = [r.item.destination_key for r in ledger.items(state=ItemState.COPYING)]
+    # the keys of items caught mid-copy, and those of an earlier cleanup
+    # that could not remove everything (tried again)
+    keys = sorted(
+        {r.item.destination_key for r in ledger.items(state=ItemState.COPYING)}
+        | set(ledger.leftover_keys(_TEMPORARY))
+    )
     if not keys:
         return 0
-    removed = destination.remove_temporary(0, keys=keys)
+    result = destination.remove_temporary(0, keys=keys)
+    ledger.record_leftovers(_TEMPORARY, result.left, keys=keys if result.left else ())
     _log.info(
-        "removed %d temporary files of %d items caught mid-copy", removed, len(keys)
+        "removed %d temporary files of %d items caught mid-copy",
+        result.removed,
+        len(keys),
     )
-    return removed
+    for name, why in result.left:
+        _log.warning("a temporary file stays at the destination: %s (%s)", name, why)
+    return result.removed
+
+
+_TEMPORARY: Final = "temporary file"
+_UPLOAD: Final = "pending upload"
 
 
 _WRITTEN_AGAIN: Final = (
@@ -379,6 +396,10 @@ def abort_stray_uploads(ledger: Ledger, destination: Store) -> UploadCleanup | N
         )
     for upload, reason in result.failed:
         _log.warning("could not abort the pending upload of %r: %s", upload.key, reason)
+    ledger.record_leftovers(
+        _UPLOAD,
+        [(f"{u.key} (upload {u.upload_id})", reason) for u, reason in result.failed],
+    )
     return result
 
 

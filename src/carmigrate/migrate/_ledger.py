@@ -1244,6 +1244,57 @@ class Ledger(UnitsMixin):
         """The file whose existence asks a running ``execute`` to stop cleanly."""
         return self._path + ".stop"
 
+    def record_leftovers(
+        self,
+        kind: str,
+        left: Iterable[tuple[str, str]],
+        *,
+        keys: Iterable[str] = (),
+    ) -> None:
+        """Record what the latest cleanup of ``kind`` could not remove (replacing the last record).
+
+        Args:
+            kind: What was cleaned up (``"temporary file"``, ``"pending
+                upload"``).
+            left: ``(name, why)`` of each thing still there; empty when
+                the cleanup removed everything.
+            keys: Keys whose cleanup the next one must try again (see
+                [leftover_keys][carmigrate.migrate.Ledger.leftover_keys]).
+
+        Raises:
+            PlanError: The ledger is read-only.
+        """
+        self._writable()
+        with self._tx():
+            self._set_meta(
+                {
+                    f"leftovers:{kind}": json.dumps([list(x) for x in left]),
+                    f"leftover_keys:{kind}": json.dumps(sorted(set(keys))),
+                }
+            )
+
+    def leftovers(self) -> tuple[tuple[str, str, str], ...]:
+        """What the latest cleanups could not remove: ``(kind, name, why)``.
+
+        Resume and verify remove the temporary files of writers a crash
+        killed, and resume aborts stray uploads under the plan's keys; what
+        they could not remove stays listed here (and in ``carmigrate
+        status``) until a later cleanup removes it.
+        """
+        rows = self._db.execute(
+            "SELECT key, value FROM meta WHERE key LIKE 'leftovers:%' ORDER BY key"
+        ).fetchall()
+        out: list[tuple[str, str, str]] = []
+        for key, value in rows:
+            kind = str(key).partition(":")[2]
+            out += [(kind, str(name), str(why)) for name, why in json.loads(value)]
+        return tuple(out)
+
+    def leftover_keys(self, kind: str) -> tuple[str, ...]:
+        """Keys whose cleanup of ``kind`` left something, to be tried again."""
+        value = self._meta(f"leftover_keys:{kind}")
+        return tuple(json.loads(value)) if value else ()
+
     def request_stop(self) -> None:
         """Ask the run using this ledger (possibly in another process) to stop cleanly.
 

@@ -448,6 +448,10 @@ class Status:
         last_run: The most recent run, if any.
         running: A run holds the ledger right now (in any process).
         stop_requested: A stop request is waiting to be noticed.
+        leftovers: ``(kind, name, why)`` of what the latest cleanups (of
+            temporary files, of pending uploads) could not remove from the
+            destination (see
+            [Ledger.leftovers][carmigrate.migrate.Ledger.leftovers]).
     """
 
     plan_id: str
@@ -460,6 +464,7 @@ class Status:
     last_run: RunRecord | None
     running: bool
     stop_requested: bool
+    leftovers: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -564,4 +569,5 @@ def status(ledger: Ledger) -> Status:
         last_run=last,
         running=ledger.is_running(),
         stop_requested=os.path.exists(ledger.stop_path()),
+        leftovers=ledger.leftovers(),
     )

@@ -24,6 +24,7 @@ __all__ = [
     "SupportsServerSideCopy",
     "SupportsTemporaryCleanup",
     "SupportsUploadCleanup",
+    "TemporaryCleanup",
     "UploadCleanup",
     "WriteData",
     "capabilities_of",
@@ -483,8 +484,8 @@ class SupportsTemporaryCleanup(Protocol):
 
     def remove_temporary(
         self, older_than: float = 3600.0, *, keys: Iterable[str] | None = None
-    ) -> int:
-        """Delete temporary data that writers left behind; return how much.
+    ) -> TemporaryCleanup:
+        """Delete temporary data that writers left behind; say what was removed and what was not.
 
         Removes only temporary data whose last change is more than
         ``older_than`` seconds old, so a writer still at work keeps its own;
@@ -500,13 +501,31 @@ class SupportsTemporaryCleanup(Protocol):
                 searching the whole store; ``None``: all of it.
 
         Returns:
-            How many temporary items (files) were removed; ``0`` when there
-            were none.
+            How many temporary items (files) were removed, and those old
+            enough that could not be removed, each with why (a caller such
+            as [resume][carmigrate.migrate.resume] records them, and
+            ``carmigrate status`` reports them).
 
         Raises:
             ValueError: ``older_than`` is negative.
         """
         ...
+
+
+@attrs.frozen(kw_only=True)
+class TemporaryCleanup:
+    """What [remove_temporary][carmigrate.storage.SupportsTemporaryCleanup.remove_temporary] did.
+
+    Attributes:
+        removed: Temporary items (files) removed.
+        left: Temporary items old enough to go that are still there, each
+            as ``(name relative to the store's root, why)``: a file that
+            could not be deleted (permissions, a read-only mount), or
+            something under a temporary name that is not a file.
+    """
+
+    removed: int = 0
+    left: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen(kw_only=True)

@@ -27,6 +27,7 @@ from carmigrate.storage._base import (
     Capabilities,
     ObjectInfo,
     Store,
+    TemporaryCleanup,
     WriteData,
     derive_capabilities,
 )
@@ -59,6 +60,43 @@ _RESERVED: Final = (
     "reserved name: .carmigrate.* is kept for carmigrate's temporary files"
 )
 _NOT_UTF8: Final = "name is not UTF-8, so it cannot be a key"
+
+
+def _remove_one(
+    folder_fd: int,
+    name: str,
+    folder: str,
+    cutoff: float,
+    left: list[tuple[str, str]],
+    *,
+    inclusive: bool = False,
+) -> int:
+    """Remove one temporary file older than ``cutoff``; 1 if it went.
+
+    What is old enough but stays (not a regular file, or unlink failed) is
+    appended to ``left`` as ``(path relative to the root, why)``.
+    """
+    path = f"{folder}/{name}" if folder else name
+    try:
+        st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0  # its writer finished meanwhile
+    except OSError as e:
+        left.append((path, f"cannot be read: {e.strerror}"))
+        return 0
+    if not (st.st_mtime <= cutoff if inclusive else st.st_mtime < cutoff):
+        return 0  # young: a writer may still be at it
+    if not stat_mod.S_ISREG(st.st_mode):
+        left.append((path, "has a temporary name but is not a regular file"))
+        return 0
+    try:
+        os.unlink(name, dir_fd=folder_fd)
+    except FileNotFoundError:
+        return 0
+    except OSError as e:
+        left.append((path, f"cannot be removed: {e.strerror}"))
+        return 0
+    return 1
 
 
 def _size_of(entry: os.DirEntry[str]) -> int:
@@ -809,8 +847,8 @@ class LocalStore:
 
     def remove_temporary(
         self, older_than: float = 3600.0, *, keys: Iterable[str] | None = None
-    ) -> int:
-        """Delete temporary files that writers left behind; return how many.
+    ) -> TemporaryCleanup:
+        """Delete temporary files that writers left behind; say what could not go.
 
         See [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup].
 
@@ -839,6 +877,10 @@ class LocalStore:
             older_than: Minimum age in seconds of a file to delete.
             keys: Only the temporary files of writes of these keys.
 
+        Returns:
+            How many files went, and the temporary names old enough that
+            are still there (relative to the root), each with why.
+
         Raises:
             ValueError: ``older_than`` is negative.
         """
@@ -848,26 +890,26 @@ class LocalStore:
         if keys is not None:
             return self._remove_temporary_of(keys, cutoff)
         removed = 0
+        left: builtins.list[tuple[str, str]] = []
         marker = f"{RESERVED_PREFIX}tmp."
-        for _, _, files, folder_fd in os.fwalk(self._root):
-            for name in files:
-                if not name.startswith(marker):
-                    continue
-                try:
-                    st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
-                    if stat_mod.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
-                        os.unlink(name, dir_fd=folder_fd)
-                        removed += 1
-                except OSError:
-                    continue  # gone meanwhile (its writer finished), or not ours to remove
-        return removed
+        for folder, dirs, files, folder_fd in os.fwalk(self._root):
+            base = os.path.relpath(folder, self._root)
+            for name in (*files, *dirs):
+                if name.startswith(marker):
+                    removed += _remove_one(
+                        folder_fd, name, "" if base == "." else base, cutoff, left
+                    )
+        return TemporaryCleanup(removed=removed, left=tuple(left))
 
-    def _remove_temporary_of(self, keys: Iterable[str], cutoff: float) -> int:
+    def _remove_temporary_of(
+        self, keys: Iterable[str], cutoff: float
+    ) -> TemporaryCleanup:
         by_folder: dict[tuple[str, ...], set[str]] = {}
         for key in keys:
             parts = key.split("/")
             by_folder.setdefault(tuple(parts[:-1]), set()).add(_temp_prefix(parts[-1]))
         removed = 0
+        left: builtins.list[tuple[str, str]] = []
         for folder, prefixes in by_folder.items():
             try:
                 dirs = self._open_dirs(
@@ -881,16 +923,12 @@ class LocalStore:
                         name.startswith(p) for p in prefixes
                     ):
                         continue
-                    try:
-                        st = os.stat(name, dir_fd=dirs.leaf, follow_symlinks=False)
-                        if stat_mod.S_ISREG(st.st_mode) and st.st_mtime <= cutoff:
-                            os.unlink(name, dir_fd=dirs.leaf)
-                            removed += 1
-                    except OSError:
-                        continue  # gone meanwhile, or not ours to remove
+                    removed += _remove_one(
+                        dirs.leaf, name, "/".join(folder), cutoff, left, inclusive=True
+                    )
             finally:
                 dirs.close()
-        return removed
+        return TemporaryCleanup(removed=removed, left=tuple(left))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` in key order (see [Store.list][carmigrate.storage.Store.list]).

@@ -26,6 +26,7 @@ from carmigrate.storage._base import (
     SupportsServerSideCopy,
     SupportsTemporaryCleanup,
     SupportsUploadCleanup,
+    TemporaryCleanup,
     UploadCleanup,
     WriteData,
     derive_capabilities,
@@ -307,7 +308,7 @@ class _ForwardPresignedUrls(StoreWrapper, _made=True):
 class _ForwardTemporaryCleanup(StoreWrapper, _made=True):
     def remove_temporary(
         self, older_than: float = 3600.0, *, keys: Iterable[str] | None = None
-    ) -> int:
+    ) -> TemporaryCleanup:
         """The wrapped ``remove_temporary`` (see [SupportsTemporaryCleanup][carmigrate.storage.SupportsTemporaryCleanup])."""
         inner = cast("SupportsTemporaryCleanup", self.inner)
         return self.forward(

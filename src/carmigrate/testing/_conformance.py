@@ -23,6 +23,7 @@ from carmigrate.storage import (
     SupportsRestore,
     SupportsServerSideCopy,
     SupportsTemporaryCleanup,
+    TemporaryCleanup,
     open_store,
     read_bytes,
 )
@@ -744,12 +745,14 @@ def _temporary_cleanup(c: _Context) -> None:
         store.write("temporary/sub/keep", b"")
         before = [(i.key, i.size) for i in store.list()]
         for older_than in (3600.0, 0.0):
-            removed = store.remove_temporary(older_than)
+            result = store.remove_temporary(older_than)
             c.check(
-                isinstance(removed, int)
-                and not isinstance(removed, bool)
-                and removed >= 0,
-                f"remove_temporary({older_than}) returned {removed!r}, not a count",
+                isinstance(result, TemporaryCleanup)
+                and isinstance(result.removed, int)
+                and result.removed >= 0
+                and isinstance(result.left, tuple),
+                f"remove_temporary({older_than}) returned {result!r}, not a "
+                "TemporaryCleanup",
             )
         c.raises(ValueError, lambda: store.remove_temporary(-1), "remove_temporary(-1)")
         c.equal(
@@ -1053,7 +1056,7 @@ def check_store(
       accepts the store itself; ``request_restore`` refuses missing keys and
       objects that are not cold; ``presign`` returns a URL for ``GET`` and
       ``PUT`` and refuses other methods; ``remove_temporary`` returns a
-      count, refuses a negative age and leaves every object alone.
+      ``TemporaryCleanup``, refuses a negative age and leaves every object alone.
     - ``atomic_write``: a write under way shows neither a new object nor a
       changed one, and a checksum mismatch, a size mismatch or a failing
       source leaves nothing visible and a previous object intact (not
