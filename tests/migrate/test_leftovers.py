@@ -44,7 +44,9 @@ def test_leftovers_of_a_crash_are_reported_until_they_are_gone(
 
     with Ledger(ledger_path) as ledger:
         resume(ledger, source=src, destination=dst)
-        assert ledger.counts() == {ItemState.UNVERIFIABLE: 3}  # a folder vouches for nothing
+        assert ledger.counts() == {
+            ItemState.UNVERIFIABLE: 3
+        }  # a folder vouches for nothing
         assert not stale.exists()  # removed
         left = ledger.leftovers()
         assert left == (
