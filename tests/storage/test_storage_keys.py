@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from carmigrate.errors import InvalidKey
-from carmigrate.storage.lowlevel import validate_key, validate_prefix
+from carmigrate.storage.lowlevel import keys_to_check, validate_key, validate_prefix
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,32 @@ def test_valid_keys_never_escape_the_root(key: str) -> None:
 
     assert joined.startswith("/root/")
     assert joined == "/root/" + key
+
+
+_KEYISH = st.text(alphabet=st.sampled_from("ab./\t\x7fé"), max_size=12)
+
+
+@given(st.lists(_KEYISH, max_size=30), st.sampled_from([None, 3, 8, 1024]))
+def test_keys_to_check_never_clears_a_bad_key(
+    keys: list[str], max_length: int | None
+) -> None:
+    """Every key keys_to_check does not list is valid (compiled and pure Python)."""
+    from carmigrate.storage._keys import _suspects_py
+
+    for find in (keys_to_check, _suspects_py):
+        if find is _suspects_py:
+            listed = set(_suspects_py(keys, -1 if max_length is None else max_length))
+        else:
+            listed = set(keys_to_check(keys, max_length=max_length))
+        assert listed <= set(range(len(keys)))
+        for i, key in enumerate(keys):
+            if i in listed:
+                continue
+            assert validate_key(key, max_length=max_length) == key
+
+
+def test_keys_to_check_lists_exactly_the_bad_ascii_keys() -> None:
+    keys = ["a/b", "a//b", "/x", "x/", "./x", "a/./b", "a/../b", "..", "a\tb", "",
+            "aaaaa", ".hidden/x", "a/.b", "a..", "..a"]  # fmt: skip
+    assert keys_to_check(keys, max_length=None) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert 10 in keys_to_check(keys, max_length=4)

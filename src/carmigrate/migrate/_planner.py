@@ -24,7 +24,7 @@ import attrs
 
 from carmigrate.errors import InvalidKey, PlanError
 from carmigrate.migrate import serde
-from carmigrate.migrate._diff import compare
+from carmigrate.migrate._diff import _SAME, compare
 from carmigrate.migrate._listing import (
     DEFAULT_RUN_SIZE,
     ListingEntry,
@@ -49,7 +49,7 @@ from carmigrate.migrate._model import (
 from carmigrate.migrate._plan import _WRITE_BATCH, Plan, _totals, redact_url
 from carmigrate.migrate._schema import digests_json
 from carmigrate.storage import SupportsFullListing, Unmigratable, capabilities_of
-from carmigrate.storage.lowlevel import validate_key
+from carmigrate.storage.lowlevel import keys_to_check, validate_key
 
 if TYPE_CHECKING:
     from carmigrate.storage import ObjectInfo, Store
@@ -496,7 +496,8 @@ def _build(
     encode = serde.encode_line
     body, head_of, tail_of = serde.line_body, serde.line_head, serde.line_tail
     src_prev = dst_prev = ""
-    copy, extra = Action.COPY, Action.EXTRA
+    copy, extra, skip = Action.COPY, Action.EXTRA, Action.SKIP
+    same = _SAME
     totals: dict[tuple[str, Action], list[int]] = {}
     heads: dict[tuple[Action, str], str] = {}
     tails: dict[str, str] = {}
@@ -543,8 +544,22 @@ def _build(
                 else:
                     e = s
                     sid = nid = None
-                action, reason = compare(e, d)
                 dsize = d[1]
+                sd = e[3]
+                # the common case inline: the same size and the same single
+                # digest on both sides, as a mapping or (out of the external
+                # sort) as its JSON text; compare() decides everything else
+                reason = None
+                if e[1] == dsize and sd and sd == d[3]:
+                    if type(sd) is dict:
+                        if len(sd) == 1:
+                            reason = same.get(next(iter(sd)))
+                    elif type(sd) is str and '","' not in sd:
+                        reason = same.get(sd[2 : sd.index('"', 2)])
+                if reason is not None:
+                    action = skip
+                else:
+                    action, reason = compare(e, d)
                 s = next(src, None)
                 if s is not None:
                     if s[0] <= src_prev:
@@ -764,33 +779,18 @@ def _bad_destination_keys(
 ) -> dict[str, str]:
     """The keys of ``dkeys`` no store can be written under, each with why.
 
-    One test of the whole batch clears it in the common case (each key
-    printable, not empty, within ``limit``, no empty or dot-led segment, no
-    leading or trailing ``/``); a batch it cannot clear is checked key by
-    key. ``skeys`` are the source keys of ``dkeys`` when an ID rule made
-    them (else empty).
+    One pass over the batch (``keys_to_check``, compiled when the core is
+    built) finds the keys that need a full check. ``skeys`` are the source
+    keys of ``dkeys`` when an ID rule made them (else empty).
 
     Returns:
         Destination key → the reason (naming the key, its source key when
         different, and the rule); empty when every key can be written.
     """
-    joined = "\n".join(dkeys)  # "\n" is in no valid key
-    if (
-        joined.count("\n") == len(dkeys) - 1
-        and joined[:1] not in ("", "/", ".")
-        and joined[-1] != "/"
-        and "\n\n" not in joined
-        and "\n/" not in joined
-        and "/\n" not in joined
-        and "\n." not in joined
-        and "//" not in joined
-        and "/." not in joined
-        and " ".join(dkeys).isprintable()
-        and (limit is None or limit >= _NO_LIMIT or max(map(len, dkeys)) * 4 <= limit)
-    ):
-        return {}
     bad = {}
-    for i, dkey in enumerate(dkeys):
+    max_length = None if limit is None or limit >= _NO_LIMIT else limit
+    for i in keys_to_check(dkeys, max_length=max_length):
+        dkey = dkeys[i]
         problem = _key_problem(dkey, skeys[i] if skeys else dkey, limit or _NO_LIMIT)
         if problem is not None:
             bad[dkey] = problem

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Final
+import importlib
+from typing import TYPE_CHECKING, Final
 
 from carmigrate.errors import InvalidKey
 
-__all__ = ["DEFAULT_MAX_KEY_LENGTH", "validate_key", "validate_prefix"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["DEFAULT_MAX_KEY_LENGTH", "keys_to_check", "validate_key", "validate_prefix"]
 
 DEFAULT_MAX_KEY_LENGTH: Final = 1024
 """The longest key accepted by default, in UTF-8 bytes (S3's limit)."""
@@ -65,6 +69,65 @@ def validate_key(key: str, *, max_length: int | None = DEFAULT_MAX_KEY_LENGTH) -
             f"key {key!r} is longer than {max_length} bytes in UTF-8", key=key
         )
     return key
+
+
+def _suspects_py(keys: list[str], max_length: int) -> list[int]:
+    """The pure-Python ``keys_to_check``: one test of the whole list, then key by key."""
+    if not keys:
+        return []
+    joined = "\n".join(keys)  # "\n" is in no valid key
+    if (
+        joined.count("\n") == len(keys) - 1
+        and joined[:1] not in ("", "/", "\n")  # the first key is not empty
+        and joined[-1] not in ("/", "\n")  # nor the last
+        and "\n\n" not in joined
+        and "\n/" not in joined
+        and "/\n" not in joined
+        and "//" not in joined
+        and "/." not in joined
+        and "\n." not in joined
+        and joined[:1] != "."
+        and " ".join(keys).isprintable()
+        and (max_length < 0 or max(map(len, keys)) * 4 <= max_length)
+    ):
+        return []
+    out = []
+    for i, key in enumerate(keys):
+        try:
+            validate_key(key, max_length=None if max_length < 0 else max_length)
+        except InvalidKey:
+            out.append(i)
+    return out
+
+
+try:
+    _suspects: Callable[[list[str], int], list[int]] = importlib.import_module(
+        "carmigrate.storage._fastio"
+    ).suspects
+except (ImportError, AttributeError):  # pragma: no cover - the module was not built
+    _suspects = _suspects_py
+
+
+def keys_to_check(keys: list[str], *, max_length: int | None) -> list[int]:
+    """The indices of ``keys`` that [validate_key][carmigrate.storage.lowlevel.validate_key] must look at.
+
+    Every key not listed keeps every key rule (with ``max_length`` in UTF-8
+    bytes, ``None`` for no limit); a listed key may or may not, and only
+    ``validate_key`` says which rule it breaks. One pass over the whole
+    list, in C when the compiled core is built (ASCII keys are checked
+    exactly; every other key is listed), else a pure-Python test of the
+    whole list that falls back to checking key by key.
+
+    Args:
+        keys: The keys (a list, read once).
+        max_length: Limit in UTF-8 bytes, or ``None`` for no limit.
+
+    Returns:
+        Ascending indices into ``keys``.
+    """
+    limit = -1 if max_length is None else max_length
+    found: list[int] = _suspects(keys, limit)
+    return found
 
 
 def validate_prefix(prefix: str) -> str:

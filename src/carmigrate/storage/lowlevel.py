@@ -8,7 +8,9 @@ this module; everything it needs is in [carmigrate.storage][].
   [validate_prefix][carmigrate.storage.lowlevel.validate_prefix] for
   ``list``) first, so no key can escape the store;
   [DEFAULT_MAX_KEY_LENGTH][carmigrate.storage.lowlevel.DEFAULT_MAX_KEY_LENGTH]
-  is its limit.
+  is its limit;
+  [keys_to_check][carmigrate.storage.lowlevel.keys_to_check] holds a whole
+  list of keys to the rules in one pass.
 - Writes: ``write`` checks its ``checksums`` argument with
   [normalize_checksums][carmigrate.storage.lowlevel.normalize_checksums]
   (any name in
@@ -34,6 +36,7 @@ from carmigrate.storage._base import OPTIONAL_PROTOCOLS, derive_capabilities
 from carmigrate.storage._io import SUPPORTED_CHECKSUMS, iter_chunks, normalize_checksums
 from carmigrate.storage._keys import (
     DEFAULT_MAX_KEY_LENGTH,
+    keys_to_check,
     validate_key,
     validate_prefix,
 )
@@ -47,6 +50,7 @@ __all__ = [
     "StoreWrapper",
     "derive_capabilities",
     "iter_chunks",
+    "keys_to_check",
     "name_as_text",
     "normalize_checksums",
     "validate_key",
