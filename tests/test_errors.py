@@ -17,10 +17,13 @@ from carmigrate.errors import (
     ColdObject,
     InvalidKey,
     LimitExceeded,
+    MappingError,
     ObjectExists,
     ObjectNotFound,
     PieceError,
     PlanError,
+    PreflightError,
+    RecordsError,
     SizeMismatch,
     StorageError,
     VerificationError,
@@ -42,6 +45,11 @@ SAMPLES: list[CarmigrateError] = [
     AggregateFullError("full", failed_at=2),
     PlanError("plan"),
     VerificationError("failed", [BlockHashMismatch("bafkqaaa", offset=1)]),
+    RecordsError("reading table 'users' failed", table="users", transient=True),
+    MappingError(
+        "unknown ID rule 'x'", path="m.toml", table="users", key="ids[0].rule"
+    ),
+    PreflightError("1 finding fails", ["users (1,): key clash"]),
 ]
 
 
@@ -86,3 +94,23 @@ def test_mismatches_are_storage_errors_that_do_not_retry() -> None:
     assert not digest.transient
     assert (size.declared, size.actual, size.key) == (1, 2, "k")
     assert (digest.algorithm, digest.expected, digest.actual) == ("sha256", "0", "1")
+
+
+def test_records_errors_name_file_table_and_key() -> None:
+    """A bad mapping says where: the file, the table and the key; and is a ValueError."""
+    e = MappingError(
+        "unknown ID rule 'x'", path="m.toml", table="users", key="ids[0].rule"
+    )
+
+    assert str(e) == "unknown ID rule 'x' (in m.toml, table 'users', key 'ids[0].rule')"
+    assert isinstance(e, RecordsError)
+    assert isinstance(e, ValueError)
+    assert (e.path, e.table, e.key, e.reason) == (
+        "m.toml",
+        "users",
+        "ids[0].rule",
+        "unknown ID rule 'x'",
+    )
+    assert not e.transient
+    assert str(MappingError("bad")) == "bad"
+    assert PreflightError("p", ["f"]).findings == ("f",)

@@ -422,7 +422,7 @@ def test_import_carmigrate_is_light() -> None:
     code = (
         "import sys, carmigrate, carmigrate.cid, carmigrate.errors; "
         "heavy = {'boto3', 'botocore', 'fsspec', 'dask', 'distributed', 'hypothesis', "
-        "'tqdm', 'multiformats'}; print(sorted(heavy & set(sys.modules)))"
+        "'tqdm', 'multiformats', 'sqlalchemy', 'psycopg'}; print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

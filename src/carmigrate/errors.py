@@ -23,6 +23,9 @@ ValueError`` around a parser::
     ├── AggregateError
     │   └── AggregateFullError    carries the reason
     ├── PlanError
+    ├── RecordsError              rows: a database, a table, a record plan
+    │   ├── MappingError          (also ValueError) carries .path, .table, .key
+    │   └── PreflightError        carries the .findings that must not pass
     └── VerificationError         groups per-item mismatches
 
 Every error has a ``transient`` attribute: ``True`` when the same call may
@@ -54,10 +57,13 @@ __all__ = [
     "FormatError",
     "InvalidKey",
     "LimitExceeded",
+    "MappingError",
     "ObjectExists",
     "ObjectNotFound",
     "PieceError",
     "PlanError",
+    "PreflightError",
+    "RecordsError",
     "SizeMismatch",
     "StorageError",
     "VerificationError",
@@ -285,6 +291,77 @@ class AggregateFullError(AggregateError):
 
 class PlanError(CarmigrateError):
     """A migration plan is invalid or does not match the ledger."""
+
+
+class RecordsError(CarmigrateError):
+    """Rows cannot be read, planned or mapped as asked.
+
+    The message names the database (its URL without the password), the table
+    and the row involved. Not transient unless the database was unreachable.
+
+    Args:
+        message: What failed, naming the database, table and row.
+        table: The table involved, if any.
+        transient: Override of the class default for retries.
+    """
+
+    def __init__(
+        self, message: str, *, table: str | None = None, transient: bool | None = None
+    ) -> None:
+        super().__init__(message)
+        self.table = table
+        if transient is not None:
+            self.transient = transient
+
+
+class MappingError(RecordsError, ValueError):
+    """A record mapping (TOML file or values) is invalid.
+
+    Raised when the mapping is loaded or checked against a schema, before
+    anything is read or planned.
+
+    Args:
+        message: What is wrong and what was expected.
+        path: The mapping file, if the mapping came from one.
+        table: The table the bad entry is about, if any.
+        key: The key in the file (dotted, ``ids.users.rule``), if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        table: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        where = ", ".join(
+            part
+            for part in (
+                f"in {path}" if path else "",
+                f"table {table!r}" if table else "",
+                f"key {key!r}" if key else "",
+            )
+            if part
+        )
+        super().__init__(f"{message} ({where})" if where else message, table=table)
+        self.path = path
+        self.key = key
+        self.reason = message
+
+
+class PreflightError(RecordsError):
+    """A record plan holds findings whose policy is ``fail``.
+
+    Args:
+        message: Summary naming how many findings and of which kinds.
+        findings: The findings that failed (values of
+            ``carmigrate.records.Finding``), in plan order.
+    """
+
+    def __init__(self, message: str, findings: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.findings = tuple(findings)
 
 
 class VerificationError(CarmigrateError):
