@@ -10,8 +10,6 @@ tests fail with the script's diagnostics unless ``CARMIGRATE_SKIP_SWIFT=1``.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,6 @@ from carmigrate.cli._args import store_option
 from carmigrate.migrate import ItemState, Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
-SWIFT_SCRIPT = ROOT / "scripts" / "swift-s3"
 PART = 64 * 1024
 
 
@@ -174,45 +171,6 @@ def test_options_reach_local_stores(
 
 # ----------------------------------------------------------------------
 # Swift
-
-
-@pytest.fixture(scope="module")
-def swift_endpoint(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, str]]:
-    """OpenStack Swift with s3api, started by scripts/swift-s3 (64 KiB parts)."""
-    state = tmp_path_factory.mktemp("swift-cli") / "state"
-    cmd = ["/usr/bin/python3", str(SWIFT_SCRIPT)]
-    try:
-        proc = subprocess.run(
-            [*cmd, "start", "--state-dir", str(state), "--min-part-size", str(PART)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        problem = (
-            None if proc.returncode == 0 else f"exit {proc.returncode}\n{proc.stderr}"
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        proc = None
-        problem = f"{type(e).__name__}: {e}"
-    if problem is not None:
-        message = f"scripts/swift-s3 start failed: {problem}"
-        if os.environ.get("CARMIGRATE_SKIP_SWIFT") == "1":
-            pytest.skip(f"CARMIGRATE_SKIP_SWIFT=1 and {message}")
-        pytest.fail(message, pytrace=False)
-    assert proc is not None
-    env = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
-    try:
-        yield env
-    finally:
-        subprocess.run(
-            [*cmd, "stop", "--state-dir", str(state)],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
 
 
 @pytest.fixture

@@ -2,9 +2,8 @@
 
 - moto's ``ThreadedMotoServer`` on a random free port, one per session, reset
   (``POST /moto-api/reset``) before every test that uses it;
-- OpenStack Swift with s3api, started by ``scripts/swift-s3`` under Debian's
-  ``/usr/bin/python3``. If it cannot start, every Swift test fails with the
-  script's diagnostics, unless ``CARMIGRATE_SKIP_SWIFT=1`` is set.
+- OpenStack Swift with s3api (``swift_endpoint``, a session fixture of
+  ``tests/conftest.py`` that the CLI tests share).
 
 Both servers accept multipart parts of 64 KiB (moto's and Swift's minimum
 part size are lowered) so multipart paths run on small objects.
@@ -13,17 +12,12 @@ part size are lowered) so multipart paths run on small objects.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from storage_helpers import PART, REPO, S3Server
-
-SWIFT_SCRIPT = REPO / "scripts" / "swift-s3"
-
+from storage_helpers import PART, S3Server
 
 # ----------------------------------------------------------------------
 # moto
@@ -67,46 +61,6 @@ def moto(moto_endpoint: str) -> Iterator[S3Server]:
 
 # ----------------------------------------------------------------------
 # Swift
-
-
-@pytest.fixture(scope="session")
-def swift_endpoint(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, str]]:
-    """OpenStack Swift with s3api, started by scripts/swift-s3."""
-    state = tmp_path_factory.mktemp("swift") / "state"
-    cmd = ["/usr/bin/python3", str(SWIFT_SCRIPT), "--state-dir", str(state)]
-    try:
-        proc = subprocess.run(
-            [*cmd[:2], "start", *cmd[2:], "--min-part-size", str(PART)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        problem = (
-            None if proc.returncode == 0 else f"exit {proc.returncode}\n{proc.stderr}"
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        proc = None
-        problem = f"{type(e).__name__}: {e}"
-    if problem is not None:
-        message = f"scripts/swift-s3 start failed: {problem}"
-        if os.environ.get("CARMIGRATE_SKIP_SWIFT") == "1":
-            pytest.skip(f"CARMIGRATE_SKIP_SWIFT=1 and {message}")
-        pytest.fail(
-            f"{message}\n(install the servers with `make system-deps`, or set "
-            "CARMIGRATE_SKIP_SWIFT=1 to skip the Swift tests)",
-            pytrace=False,
-        )
-    assert proc is not None
-    env = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
-    try:
-        yield env
-    finally:
-        subprocess.run(
-            [*cmd[:2], "stop", *cmd[2:]], capture_output=True, timeout=60, check=False
-        )
 
 
 SWIFT_OPTIONS: dict[str, Any] = {
