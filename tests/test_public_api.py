@@ -144,6 +144,7 @@ PACKAGE_INTERNAL: dict[str, frozenset[str]] = {
         {"JsonAwareParser", "fail", "json_wanted", "remember_argv"}
     ),
     "carmigrate.cli._recipe": frozenset({"register"}),
+    "carmigrate.cli._records": frozenset({"register"}),
     "carmigrate.storage._io": frozenset(
         {
             "CheckedRangeReader",

@@ -66,7 +66,13 @@ def _command_of(args: argparse.Namespace | None) -> str:
         return ""
     parts = [
         str(getattr(args, attr))
-        for attr in ("command", "car_command", "aggregate_command", "recipe_command")
+        for attr in (
+            "command",
+            "car_command",
+            "aggregate_command",
+            "records_command",
+            "recipe_command",
+        )
         if isinstance(getattr(args, attr, None), str)
     ]
     return " ".join(parts)

@@ -34,6 +34,7 @@ from carmigrate.records._database import (
     Row,
     open_database,
 )
+from carmigrate.records._export import ID_MAP_FORMATS, write_id_map
 from carmigrate.records._mapping import (
     ALLOWED_POLICIES,
     MAPPING_VERSION,
@@ -93,6 +94,7 @@ __all__ = [
     "FindingKind",
     "FindingPolicy",
     "ForeignKeyInfo",
+    "ID_MAP_FORMATS",
     "IdMapEntry",
     "JsonPath",
     "JsonReference",
@@ -128,4 +130,5 @@ __all__ = [
     "plan_records",
     "row_digest",
     "save_record_plan",
+    "write_id_map",
 ]

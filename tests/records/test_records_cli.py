@@ -1,0 +1,147 @@
+"""``carmigrate records plan | show | id-map`` on the synthetic deployments (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import schema
+
+from carmigrate.cli import main
+from carmigrate.records import load_record_plan
+
+# every finding of the two deployments resolved: memberships merged, groups
+# renamed on a name clash, merged users keep the destination's primary group
+RESOLVED = """
+[[policies]]
+kind = "key_clash"
+table = "user_to_groups"
+policy = "merge"
+
+[[policies]]
+kind = "unique_clash"
+table = "groups"
+policy = "rename"
+rename = "{value}_{n}"
+
+[[policies]]
+kind = "reference_changed"
+table = "users"
+policy = "merge"
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_plan_show_and_id_map(
+    pair: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(schema.MAPPING_TOML + RESOLVED)
+    plan_file = tmp_path / "records.jsonl"
+
+    code, out, err = run(
+        capsys,
+        "records",
+        "plan",
+        *pair,
+        "--mapping",
+        str(mapping),
+        "-o",
+        str(plan_file),
+    )
+    assert code == 0, err
+    assert f"Record plan written to {plan_file}." in out
+    plan = load_record_plan(plan_file)
+    assert plan.ok
+
+    code, out, _ = run(capsys, "records", "show", str(plan_file), "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["plan_id"] == plan.id
+    assert shown["conflicts"] == 0
+
+    code, out, _ = run(capsys, "records", "id-map", str(plan_file))
+    assert code == 0
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert len(lines) == len(plan.id_map) > 0
+    assert lines[0] == plan.id_map[0].to_dict()
+
+    out_csv = tmp_path / "ids.csv"
+    code, out, _ = run(
+        capsys,
+        "records",
+        "id-map",
+        str(plan_file),
+        "--format",
+        "csv",
+        "-o",
+        str(out_csv),
+        "--json",
+    )
+    assert code == 0
+    assert json.loads(out) == {
+        "entries": len(plan.id_map),
+        "format": "csv",
+        "path": str(out_csv),
+    }
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert len(rows) == len(plan.id_map)
+    first = plan.id_map[0]
+    assert rows[0] == {
+        "table": first.table,
+        "column": first.column,
+        "old": str(first.old),
+        "new": str(first.new),
+        "action": first.action.value,
+    }
+
+
+def test_conflicts_exit_1_and_bad_input_exits_2(
+    pair: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Findings whose policy is 'fail' leave conflicts: the plan is written, exit 1."""
+    plan_file = tmp_path / "records.jsonl"
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(schema.MAPPING_TOML)  # no policy for the membership clash
+    code, out, _ = run(
+        capsys,
+        "records",
+        "plan",
+        *pair,
+        "--mapping",
+        str(mapping),
+        "-o",
+        str(plan_file),
+    )
+    assert code == 1
+    assert "rows are in conflict" in out
+    assert not load_record_plan(plan_file).ok
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 1\n[[contexts]]\nname = 3\n")
+    code, out, err = run(
+        capsys,
+        "records",
+        "plan",
+        *pair,
+        "--mapping",
+        str(bad),
+        "-o",
+        str(tmp_path / "x.jsonl"),
+        "--json",
+    )
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["type"] == "MappingError"
+    assert error["command"] == "records plan"
+    assert "bad.toml" in error["message"]
+    assert err.startswith("carmigrate records plan: error:")
+    assert not (tmp_path / "x.jsonl").exists()
