@@ -24,6 +24,8 @@ from carmigrate.errors import (
     PlanError,
     PreflightError,
     RecordsError,
+    RecordsIntegrityError,
+    RollbackRefused,
     SizeMismatch,
     StorageError,
     VerificationError,
@@ -50,6 +52,8 @@ SAMPLES: list[CarmigrateError] = [
         "unknown ID rule 'x'", path="m.toml", table="users", key="ids[0].rule"
     ),
     PreflightError("1 finding fails", ["users (1,): key clash"]),
+    RecordsIntegrityError("stage failed", stage="accounts", problems=["users (1,)"]),
+    RollbackRefused("changed", stage="accounts", changed=["users (1001,)"]),
 ]
 
 

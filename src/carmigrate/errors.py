@@ -25,7 +25,9 @@ ValueError`` around a parser::
     ├── PlanError
     ├── RecordsError              rows: a database, a table, a record plan
     │   ├── MappingError          (also ValueError) carries .path, .table, .key
-    │   └── PreflightError        carries the .findings that must not pass
+    │   ├── PreflightError        carries the .findings that must not pass
+    │   ├── RecordsIntegrityError carries the .stage and the .problems found
+    │   └── RollbackRefused       carries the .stage and the .changed rows
     └── VerificationError         groups per-item mismatches
 
 Every error has a ``transient`` attribute: ``True`` when the same call may
@@ -64,6 +66,8 @@ __all__ = [
     "PlanError",
     "PreflightError",
     "RecordsError",
+    "RecordsIntegrityError",
+    "RollbackRefused",
     "SizeMismatch",
     "StorageError",
     "VerificationError",
@@ -362,6 +366,50 @@ class PreflightError(RecordsError):
     def __init__(self, message: str, findings: Sequence[object] = ()) -> None:
         super().__init__(message)
         self.findings = tuple(findings)
+
+
+class RecordsIntegrityError(RecordsError):
+    """A stage's rows failed the integrity checks run before its commit.
+
+    Raised by ``carmigrate.migrate.execute_records`` after it rolled the
+    stage's destination transaction back: nothing of the stage is left at
+    the destination, earlier stages stay committed, and the ledger records
+    the stage as failed with these problems.
+
+    Args:
+        message: Summary naming the stage and how many problems.
+        stage: The stage's name.
+        problems: One line per problem (the table, the row's key and what
+            differs: a count, a digest, a dangling reference, a duplicate).
+    """
+
+    def __init__(
+        self, message: str, *, stage: str, problems: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.problems = tuple(problems)
+
+
+class RollbackRefused(RecordsError):
+    """Rows a stage wrote were changed at the destination since it committed.
+
+    Raised by ``carmigrate.migrate.rollback_records`` before it changes
+    anything (unless ``force=True``): deleting or restoring those rows would
+    lose someone else's change.
+
+    Args:
+        message: Summary naming the stage and how many rows changed.
+        stage: The stage's name.
+        changed: One line per changed or missing row (table and key).
+    """
+
+    def __init__(
+        self, message: str, *, stage: str, changed: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.changed = tuple(changed)
 
 
 class VerificationError(CarmigrateError):

@@ -20,9 +20,7 @@ from pathlib import Path
 import pytest
 import schema
 import sqlalchemy as sa
-
-PG_BIN = Path(os.environ.get("CARMIGRATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
-PG_PORT = 5499
+from records_helpers import PG_BIN, PG_PORT, build
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -125,18 +123,6 @@ def new_database(
         for name in made:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.dispose()
-
-
-def build(url: str, deployment: schema.Deployment | None) -> str:
-    """Create the schema at ``url`` and, if given, a deployment's rows."""
-    engine = sa.create_engine(url)
-    try:
-        schema.create(engine)
-        if deployment is not None:
-            schema.populate(engine, deployment)
-    finally:
-        engine.dispose()
-    return url
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import schema
 import sqlalchemy as sa
+from records_helpers import build
 
 from carmigrate.errors import PreflightError, RecordsError
 from carmigrate.records import (
@@ -29,7 +30,6 @@ from carmigrate.records import (
     row_digest,
     save_record_plan,
 )
-from conftest import build
 
 
 def mapping(extra: str = "", *, drop_policies: bool = False) -> RecordMapping:

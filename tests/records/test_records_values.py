@@ -11,6 +11,7 @@ import pytest
 import schema
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from records_helpers import build
 
 from carmigrate.errors import MappingError, RecordsError
 from carmigrate.records import (
@@ -29,7 +30,6 @@ from carmigrate.records import (
     plan_records,
     row_digest,
 )
-from conftest import build
 
 VALUES = [
     None,

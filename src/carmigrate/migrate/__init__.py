@@ -67,6 +67,16 @@ from carmigrate.migrate._model import (
 )
 from carmigrate.migrate._plan import Plan, load_plan, redact_url, save_plan
 from carmigrate.migrate._planner import plan
+from carmigrate.migrate._records import (
+    MARKER_TABLE,
+    STAGE_UNIT_KIND,
+    RecordRollbackResult,
+    RecordRunResult,
+    StageCheckpoint,
+    execute_records,
+    record_checkpoints,
+    rollback_records,
+)
 from carmigrate.migrate._render import PlanSummary
 from carmigrate.migrate._report import Report, ReportEntry, Status, report, status
 from carmigrate.migrate._transfer import key_sha256
@@ -100,6 +110,7 @@ __all__ = [
     "LedgerBatch",
     "Limits",
     "ListingEntry",
+    "MARKER_TABLE",
     "MemberRecord",
     "MemberState",
     "Overwrite",
@@ -107,6 +118,8 @@ __all__ = [
     "PlanHeader",
     "PlanItem",
     "PlanSummary",
+    "RecordRollbackResult",
+    "RecordRunResult",
     "Report",
     "ReportEntry",
     "Reporter",
@@ -115,7 +128,9 @@ __all__ = [
     "RoundRecord",
     "RunRecord",
     "RunResult",
+    "STAGE_UNIT_KIND",
     "Stage",
+    "StageCheckpoint",
     "StageTotal",
     "Status",
     "StoreOptions",
@@ -131,15 +146,18 @@ __all__ = [
     "compare",
     "diff",
     "execute",
+    "execute_records",
     "external_sort",
     "iter_sorted_listing",
     "key_sha256",
     "load_plan",
     "plan",
+    "record_checkpoints",
     "redact_url",
     "report",
     "resume",
     "rollback",
+    "rollback_records",
     "save_plan",
     "serde",
     "sort_listing",

@@ -24,8 +24,9 @@ carmigrate`` does not.
   action, the ID map, the pre-flight findings, the stages (with foreign-key
   cycles broken) and a summary; it is saved and loaded as JSON Lines.
 
-Executing a record plan (checkpoints, resume, rollback) is not part of this
-release.
+A record plan is executed (stage by stage, with checkpoints, resume and
+rollback) by ``carmigrate.migrate.execute_records`` and
+``carmigrate.migrate.rollback_records``.
 """
 
 from carmigrate.records._database import (

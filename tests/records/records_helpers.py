@@ -1,0 +1,25 @@
+"""Helpers of the records tests (a module of its own: "conftest" is ambiguous
+when several test folders are collected in one run)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import schema
+import sqlalchemy as sa
+
+PG_BIN = Path(os.environ.get("CARMIGRATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_PORT = 5499
+
+
+def build(url: str, deployment: schema.Deployment | None) -> str:
+    """Create the schema at ``url`` and, if given, a deployment's rows."""
+    engine = sa.create_engine(url)
+    try:
+        schema.create(engine)
+        if deployment is not None:
+            schema.populate(engine, deployment)
+    finally:
+        engine.dispose()
+    return url
