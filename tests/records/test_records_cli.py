@@ -145,3 +145,67 @@ def test_conflicts_exit_1_and_bad_input_exits_2(
     assert "bad.toml" in error["message"]
     assert err.startswith("carmigrate records plan: error:")
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_run_status_and_rollback_through_the_cli(
+    pair: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """records run executes every stage; run again skips them; status lists the
+    checkpoints; rollback of the last stage deletes its rows, refusing (exit 1)
+    when one changed since, unless --force."""
+    import sqlalchemy as sa
+
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(schema.MAPPING_TOML + RESOLVED)
+    plan_file, ledger = tmp_path / "records.jsonl", str(tmp_path / "ledger.db")
+    src, dst = pair
+    assert run(capsys, "records", "plan", src, dst, "--mapping", str(mapping), "-o",
+               str(plan_file))[0] == 0  # fmt: skip
+    plan = load_record_plan(plan_file)
+    stages = [s.name for s in plan.stages]
+
+    code, out, err = run(
+        capsys, "records", "run", str(plan_file), "--ledger", ledger,
+        "--source", src, "--destination", dst, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    done = json.loads(out)
+    assert [c["stage"] for c in done["executed"]] == stages
+    assert {c["state"] for c in done["executed"]} == {"committed"}
+
+    code, out, _ = run(
+        capsys, "records", "run", str(plan_file), "--ledger", ledger,
+        "--source", src, "--destination", dst,
+    )  # fmt: skip
+    assert code == 0
+    assert out.count("committed before (skipped)") == len(stages)
+
+    code, out, _ = run(capsys, "records", "status", "--ledger", ledger, "--json")
+    assert code == 0
+    assert [c["stage"] for c in json.loads(out)["stages"]] == stages
+
+    last = stages[-1]
+    inserted = [
+        r for r in plan.rows if r.action.value == "insert" and r.table == "tags"
+    ]
+    assert inserted, "the last stage inserts tags"
+    engine = sa.create_engine(dst)
+    try:
+        with engine.begin() as conn:  # someone changes a row the stage inserted
+            conn.execute(sa.text("UPDATE tags SET label = 'changed since'"))
+    finally:
+        engine.dispose()
+    code, out, err = run(
+        capsys, "records", "rollback", "--ledger", ledger, "--stage", last,
+        "--destination", dst, "--json",
+    )  # fmt: skip
+    assert code == 1
+    assert json.loads(out)["error"]["type"] == "RollbackRefused"
+    code, out, err = run(
+        capsys, "records", "rollback", "--ledger", ledger, "--stage", last,
+        "--destination", dst, "--force",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"stage {last} rolled back" in out
+    code, out, _ = run(capsys, "records", "status", "--ledger", ledger)
+    assert f"stage {last}: rolled-back" in out

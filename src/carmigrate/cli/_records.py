@@ -1,4 +1,4 @@
-"""``carmigrate records``: plan moving rows between databases, review the plan, export its ID map.
+"""``carmigrate records``: plan moving rows between databases, run, resume and roll back the plan.
 
 ``carmigrate.records`` (and SQLAlchemy) are imported only when a
 ``records`` command runs, so other commands do not pay for them.
@@ -75,6 +75,73 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--json", action="store_true", help="print what was written as one JSON object"
     )
     p.set_defaults(handler=_id_map)
+
+    p = cmds.add_parser(
+        "run",
+        help="execute a record plan stage by stage, or resume it (committed stages are skipped)",
+        description=(
+            "Execute the record plan: each stage one transaction at the destination, "
+            "checked (row counts, digests, foreign keys, unique keys) before it commits, "
+            "its checkpoint written to the destination and the ledger. Run it again to "
+            "resume after an interruption. Exit 0 when every stage is committed, 1 when "
+            "an integrity check failed (that stage was rolled back), 2 on bad input."
+        ),
+    )
+    p.add_argument("plan", metavar="PLAN", help="a record plan file")
+    p.add_argument("--ledger", required=True, help="the ledger (SQLite file)")
+    p.add_argument(
+        "--source", metavar="URL", help="the source's URL (default: the plan's)"
+    )
+    p.add_argument(
+        "--destination",
+        metavar="URL",
+        help="the destination's URL (default: the plan's)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=1000, metavar="N", help="rows per batch"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_run)
+
+    p = cmds.add_parser("status", help="the checkpoint of every stage in a ledger")
+    p.add_argument("--ledger", required=True, help="the ledger")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_status)
+
+    p = cmds.add_parser(
+        "rollback",
+        help="undo the last committed stage: delete its rows, restore what it changed",
+        description=(
+            "Delete exactly the rows the stage inserted (and those destination triggers "
+            "made for it), in reverse dependency order, and restore the rows it changed; "
+            "refused if any of them changed since (use --force to roll back anyway). "
+            "Only the last committed stage can be rolled back."
+        ),
+    )
+    p.add_argument("--ledger", required=True, help="the ledger")
+    p.add_argument("--stage", required=True, help="the stage")
+    p.add_argument(
+        "--destination", required=True, metavar="URL", help="the destination's URL"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="roll back rows that changed since, too"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_rollback)
+
+
+def _checkpoint(c: Any) -> dict[str, Any]:
+    return {
+        "stage": c.stage,
+        "state": c.state,
+        "inserted": c.inserted,
+        "merged": c.merged,
+        "trigger_rows": c.trigger_rows,
+        "adopted": c.adopted,
+        "updated": c.updated,
+        "repaired": c.repaired,
+        "problems": list(c.problems),
+    }
 
 
 def _records() -> Any:
@@ -170,6 +237,130 @@ def _id_map(args: argparse.Namespace) -> int:
             )
         elif not to_stdout:
             print(f"wrote {count} ID map entries to {args.output} ({args.format})")
+        return 0
+
+    return _guard(args, run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    def run() -> int:
+        from carmigrate.errors import RecordsIntegrityError
+        from carmigrate.migrate import Ledger, execute_records
+
+        plan = _records().load_record_plan(args.plan)
+        with Ledger(args.ledger) as ledger:
+            try:
+                result = execute_records(
+                    plan,
+                    ledger,
+                    source=args.source or plan.source,
+                    destination=args.destination or plan.destination,
+                    batch_size=args.batch_size,
+                )
+            except RecordsIntegrityError as e:
+                if args.json:
+                    print(
+                        json.dumps(
+                            {
+                                "plan_id": plan.id,
+                                "failed_stage": e.stage,
+                                "problems": list(e.problems),
+                            },
+                            sort_keys=True,
+                        )
+                    )
+                else:
+                    print(
+                        f"stage {e.stage!r} failed its integrity checks, rolled back:"
+                    )
+                    for problem in e.problems:
+                        print(f"  {problem}")
+                return 1
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "plan_id": result.plan_id,
+                        "executed": [_checkpoint(c) for c in result.executed],
+                        "already": list(result.already),
+                        "repaired": list(result.repaired),
+                    },
+                    sort_keys=True,
+                )
+            )
+        else:
+            for name in result.already:
+                print(f"stage {name}: committed before (skipped)")
+            for c in result.executed:
+                print(
+                    f"stage {c.stage}: {c.state}; {c.inserted} inserted, {c.merged} "
+                    f"merged, {c.trigger_rows} trigger rows kept, {c.adopted} adopted"
+                    + (" (repaired the ledger)" if c.repaired else "")
+                )
+        return 0
+
+    return _guard(args, run)
+
+
+def _status(args: argparse.Namespace) -> int:
+    def run() -> int:
+        import os
+
+        from carmigrate.errors import PlanError
+        from carmigrate.migrate import Ledger, record_checkpoints
+
+        if not os.path.exists(args.ledger):
+            raise PlanError(f"no ledger at {args.ledger!r}")
+        with Ledger(args.ledger, readonly=True) as ledger:
+            checkpoints = record_checkpoints(ledger)
+        if args.json:
+            print(json.dumps({"stages": [_checkpoint(c) for c in checkpoints]}))
+        elif not checkpoints:
+            print("no stage has run yet")
+        else:
+            for c in checkpoints:
+                print(
+                    f"stage {c.stage}: {c.state}; {c.inserted} inserted, {c.merged} merged"
+                )
+        return 0
+
+    return _guard(args, run)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    def run() -> int:
+        from carmigrate.errors import RollbackRefused
+        from carmigrate.migrate import Ledger, rollback_records
+
+        with Ledger(args.ledger) as ledger:
+            try:
+                result = rollback_records(
+                    ledger, args.destination, stage=args.stage, force=args.force
+                )
+            except RollbackRefused as e:
+                return fail(args, str(e), code=1, kind="RollbackRefused")
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "stage": result.stage,
+                        "deleted": result.deleted,
+                        "restored": result.restored,
+                        "changed": list(result.changed),
+                    },
+                    sort_keys=True,
+                )
+            )
+        else:
+            print(
+                f"stage {result.stage} rolled back: {result.deleted} rows deleted, "
+                f"{result.restored} restored"
+                + (
+                    f", {len(result.changed)} had changed since"
+                    if result.changed
+                    else ""
+                )
+            )
         return 0
 
     return _guard(args, run)
