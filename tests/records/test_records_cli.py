@@ -195,6 +195,11 @@ def test_run_status_and_rollback_through_the_cli(
             conn.execute(sa.text("UPDATE tags SET label = 'changed since'"))
     finally:
         engine.dispose()
+    code, out, _ = run(
+        capsys, "records", "verify", "--ledger", ledger, "--destination", dst
+    )
+    assert code == 1  # the changed tags are found
+    assert "changed since stage" in out
     code, out, err = run(
         capsys, "records", "rollback", "--ledger", ledger, "--stage", last,
         "--destination", dst, "--json",

@@ -77,6 +77,7 @@ from carmigrate.migrate._records import (
     record_checkpoints,
     rollback_records,
 )
+from carmigrate.migrate._records_verify import RecordVerifyResult, verify_records
 from carmigrate.migrate._render import PlanSummary
 from carmigrate.migrate._report import Report, ReportEntry, Status, report, status
 from carmigrate.migrate._transfer import key_sha256
@@ -120,6 +121,7 @@ __all__ = [
     "PlanSummary",
     "RecordRollbackResult",
     "RecordRunResult",
+    "RecordVerifyResult",
     "Report",
     "ReportEntry",
     "Reporter",
@@ -164,4 +166,5 @@ __all__ = [
     "status",
     "to_entries",
     "verify",
+    "verify_records",
 ]
