@@ -646,6 +646,11 @@ class _StageRun:
 
         self.dst.marker.create(conn, checkfirst=True)
         if self.dst.dialect == "postgresql":
+            # psycopg prepares a statement run five times, and PostgreSQL may
+            # then pick a generic plan: for the key lookups (``IN`` of up to
+            # 1000 parameters) on tables growing in this transaction, a
+            # sequential scan comparing each row with every parameter
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
             for name in self.deferred:
                 target = "ALL" if name is None else _quote(conn, name)
                 conn.exec_driver_sql(f"SET CONSTRAINTS {target} DEFERRED")
@@ -662,6 +667,7 @@ class _StageRun:
         if triggered:
             before = {t: self.dst.all_rows(conn, t) for t in self._watched()}
         batch = 0
+        copy = _can_copy(conn)
         for table in order:
             rows = sorted(self.expected[table].items(), key=lambda kv: repr(kv[0]))
             cols = self.update_cols.get(table, set())
@@ -676,7 +682,10 @@ class _StageRun:
                         {c: (None if c in cols else v) for c, v in row.items()}
                     )
                 with conn.begin_nested():
-                    conn.execute(self.dst.tables[table].insert(), values)
+                    if copy:
+                        _copy_rows(conn, self.dst.tables[table], values)
+                    else:
+                        conn.execute(self.dst.tables[table].insert(), values)
                 self.done[table].update(k for k, _ in chunk)
                 batch += 1
                 if self.hook is not None:
@@ -1012,6 +1021,47 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
 
     sa.event.listen(engine, "connect", connect)
     sa.event.listen(engine, "begin", begin)
+
+
+def _can_copy(conn: sa.Connection) -> bool:
+    """Whether rows go in through ``COPY ... FROM STDIN``: PostgreSQL through psycopg 3."""
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
+def _copy_rows(
+    conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert rows (all with the same columns) with PostgreSQL's ``COPY``, in the connection's transaction.
+
+    Each value goes through its column type's bind processor first, as
+    SQLAlchemy does for an ``INSERT`` (a JSON document becomes psycopg's
+    ``Json``, ``None`` in a JSON column the JSON ``null``, ...); psycopg then
+    writes it in COPY's text format, which the server parses by the
+    column's type. ``COPY`` fires the table's triggers as ``INSERT`` does
+    (``AFTER ... FOR EACH ROW`` triggers at the end of the statement).
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    columns = list(rows[0])
+    processors = [
+        table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns
+    ]
+    prep = dialect.identifier_preparer
+    statement = (
+        f"COPY {prep.format_table(table)} "
+        f"({', '.join(prep.quote(c) for c in columns)}) FROM STDIN"
+    )
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    row[c] if process is None else process(row[c])
+                    for c, process in zip(columns, processors, strict=True)
+                ]
+            )
 
 
 def _quote(conn: sa.Connection, name: str) -> str:
