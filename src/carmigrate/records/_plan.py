@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import hashlib
 import json
 import os
@@ -453,9 +454,9 @@ class RecordPlan:
     object_keys: tuple[ObjectKeyChange, ...] = ()
     offsets: tuple[tuple[str, str, int], ...] = ()
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
-        """The plan's id: ``sha256:`` and the hex SHA-256 of its header line."""
+        """The plan's id: ``sha256:`` and the hex SHA-256 of its header line (computed once)."""
         header, _ = _encode(self)
         return "sha256:" + hashlib.sha256(header.encode("ascii")).hexdigest()
 
