@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -509,3 +510,62 @@ def test_a_bad_key_anywhere_in_a_long_listing_is_found(
     assert made.header.item_count == 10_000
     if not in_memory:
         assert load_plan(tmp_path / "p.jsonl").id == made.id
+
+
+@given(
+    st.dictionaries(
+        st.text("abc/", min_size=1, max_size=6).filter(
+            lambda k: not k.startswith("/") and not k.endswith("/") and "//" not in k
+        ),
+        st.tuples(
+            st.integers(0, 3),
+            st.sampled_from([None, "md5", "both", "sha1"]),
+            st.sampled_from([None, "same", "other", "md5", "both"]),
+        ),
+        max_size=25,
+    ),
+    st.integers(1, 7),
+    st.booleans(),
+)
+def test_unsorted_listings_plan_as_sorted_ones(
+    spec: dict[str, tuple[int, str | None, str | None]], run_size: int, in_memory: bool
+) -> None:
+    """Through the external sort (digests carried as items or JSON text, spilled
+    in runs of any size) a plan has the same items as from sorted listings."""
+    import tempfile
+
+    md5, sha1 = "0" * 31 + "1", "0" * 39 + "2"
+
+    def digests(kind: str | None) -> dict[str, str] | None:
+        return {
+            None: None,
+            "md5": {"md5": md5},
+            "sha1": {"sha1": sha1},
+            "both": {"md5": md5, "sha1": sha1},
+            "same": {"md5": md5},
+            "other": {"md5": "f" * 32},
+        }[kind]
+
+    keys = sorted(spec)
+    src = [ListingEntry(k, spec[k][0], None, digests(spec[k][1])) for k in keys]
+    dst = [
+        ListingEntry(k, spec[k][0], None, digests(spec[k][2]))
+        for k in keys
+        if spec[k][2] is not None
+    ]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for presorted in (True, False):
+            made = plan(
+                "memory://s",
+                "memory://d",
+                source_listing=src if presorted else list(reversed(src)),
+                destination_listing=dst if presorted else list(reversed(dst)),
+                presorted=presorted,
+                run_size=run_size,
+                path=None if in_memory else os.path.join(tmp, f"p{presorted}.jsonl"),
+            )
+            results.append(
+                [(i.key, i.action, i.reason, dict(i.digests)) for i in made.items()]
+            )
+    assert results[0] == results[1]
