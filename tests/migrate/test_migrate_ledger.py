@@ -215,3 +215,33 @@ def test_not_a_ledger(tmp_path) -> None:
         Ledger(tmp_path / "other.db", readonly=True)
     with pytest.raises(PlanError, match="no plan attached"):
         _ = Ledger(tmp_path / "empty.db").header
+
+
+def test_a_ledger_killed_while_it_is_created_is_never_half_made(tmp_path) -> None:
+    """SIGKILL at any moment of a new ledger's creation leaves an empty file or a
+    whole ledger: opening it again works (before, tables without a schema version
+    made it look like another application's database, and resume was refused)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from carmigrate.migrate import Ledger
+
+    code = (
+        "import sys\n"
+        "from carmigrate.migrate import Ledger\n"
+        "Ledger(sys.argv[1]).close()\n"
+    )
+    for n in range(12):
+        path = tmp_path / f"l{n}.db"
+        proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        time.sleep(0.0003 * n)  # kill at spread moments of the creation
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with Ledger(path) as ledger:  # never "another application's database"
+            assert ledger.plan_id is None

@@ -234,6 +234,17 @@ def _refuse_hard_links(path: str) -> None:
         )
 
 
+_CREATE: Final = (
+    "BEGIN IMMEDIATE;"  # noqa: S608 - constants only
+    + _SCHEMA
+    + f";PRAGMA application_id={APPLICATION_ID};"
+    + "INSERT INTO meta (key, value) VALUES "
+    + f"('schema_version', '{SCHEMA_VERSION}');"
+    + "COMMIT;"
+)
+"""A new ledger in one transaction: its tables, application id and schema version."""
+
+
 def _refuse_foreign(db: sqlite3.Connection, path: str) -> None:
     """Refuse a SQLite file of another application before adding any table to it.
 
@@ -251,8 +262,8 @@ def _refuse_foreign(db: sqlite3.Connection, path: str) -> None:
     tables = {
         r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     }
-    if not tables:
-        return
+    if not tables or app == APPLICATION_ID:
+        return  # empty, or made by carmigrate
     ours = (
         "meta" in tables
         and db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone()
@@ -509,9 +520,16 @@ class Ledger(UnitsMixin):
                 self._db.execute("PRAGMA mmap_size=268435456")
                 self._db.execute("PRAGMA cache_size=-65536")
                 self._db.execute("PRAGMA wal_autocheckpoint=4000")
-                self._db.executescript(_SCHEMA)
-                if not self._db.execute("PRAGMA application_id").fetchone()[0]:
-                    self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                if self._db.execute("SELECT 1 FROM sqlite_master").fetchone() is None:
+                    # a new ledger: its tables, application id and schema
+                    # version in one transaction, so a process killed while
+                    # creating it leaves an empty file, never a half ledger
+                    # that looks like another application's database
+                    self._db.executescript(_CREATE)
+                else:
+                    self._db.executescript(_SCHEMA)
+                    if not self._db.execute("PRAGMA application_id").fetchone()[0]:
+                        self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self._db.execute("PRAGMA busy_timeout=10000")
         except sqlite3.DatabaseError as e:
             raise PlanError(f"{self._path!r} is not a usable ledger: {e}") from e
