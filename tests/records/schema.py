@@ -326,3 +326,25 @@ kind = "reference_changed"
 policy = "fail"
 """
 """The mapping that merges B into A."""
+
+
+# The policies that resolve every finding of merging SOURCE into DEST, so the
+# plan is executable: memberships merged, groups renamed on a name clash, and
+# merged users keep the destination's primary group.
+EXECUTABLE = """
+[[policies]]
+kind = "key_clash"
+table = "user_to_groups"
+policy = "merge"
+
+[[policies]]
+kind = "unique_clash"
+table = "groups"
+policy = "rename"
+rename = "{value}_{n}"
+
+[[policies]]
+kind = "reference_changed"
+table = "users"
+policy = "merge"
+"""

@@ -13,25 +13,7 @@ import schema
 from carmigrate.cli import main
 from carmigrate.records import load_record_plan
 
-# every finding of the two deployments resolved: memberships merged, groups
-# renamed on a name clash, merged users keep the destination's primary group
-RESOLVED = """
-[[policies]]
-kind = "key_clash"
-table = "user_to_groups"
-policy = "merge"
-
-[[policies]]
-kind = "unique_clash"
-table = "groups"
-policy = "rename"
-rename = "{value}_{n}"
-
-[[policies]]
-kind = "reference_changed"
-table = "users"
-policy = "merge"
-"""
+RESOLVED = schema.EXECUTABLE
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

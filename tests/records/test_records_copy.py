@@ -60,23 +60,7 @@ def pg(postgres_socket: str) -> Iterator[Callable[[], str]]:
     admin.dispose()
 
 
-EXECUTABLE = """
-[[policies]]
-kind = "key_clash"
-table = "user_to_groups"
-policy = "merge"
-
-[[policies]]
-kind = "unique_clash"
-table = "groups"
-policy = "rename"
-rename = "{value}_{n}"
-
-[[policies]]
-kind = "reference_changed"
-table = "users"
-policy = "merge"
-"""
+EXECUTABLE = schema.EXECUTABLE
 
 
 def make_plan(src: str, dst: str) -> RecordPlan:

@@ -37,23 +37,7 @@ from carmigrate.records import (
     save_record_plan,
 )
 
-EXECUTABLE = """
-[[policies]]
-kind = "key_clash"
-table = "user_to_groups"
-policy = "merge"
-
-[[policies]]
-kind = "unique_clash"
-table = "groups"
-policy = "rename"
-rename = "{value}_{n}"
-
-[[policies]]
-kind = "reference_changed"
-table = "users"
-policy = "merge"
-"""
+EXECUTABLE = schema.EXECUTABLE
 
 
 def mapping() -> RecordMapping:

@@ -83,24 +83,7 @@ from carmigrate.records import (
     row_digest,
 )
 
-# the policies that make the synthetic merge executable (as in test_records_execute)
-EXECUTABLE = """
-[[policies]]
-kind = "key_clash"
-table = "user_to_groups"
-policy = "merge"
-
-[[policies]]
-kind = "unique_clash"
-table = "groups"
-policy = "rename"
-rename = "{value}_{n}"
-
-[[policies]]
-kind = "reference_changed"
-table = "users"
-policy = "merge"
-"""
+EXECUTABLE = schema.EXECUTABLE
 
 # a column per table that a "someone else" may change (neither key nor unique)
 TAMPER_COLUMNS = {
