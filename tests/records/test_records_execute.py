@@ -395,3 +395,46 @@ def test_rollback_refuses_changed_rows_unless_forced(
         assert r.changed == e.value.changed
         rollback_records(ledger, dst, stage="accounts")
     assert dump(dst) == before
+
+
+def test_rows_a_trigger_changed_are_restored_by_the_rollback(
+    pair: tuple[str, str], tmp_path: Path
+) -> None:
+    """A destination trigger that updates a row that existed before the stage:
+    the stage keeps its before-image, and rolling the stage back restores it."""
+    src, dst = pair
+    engine = sa.create_engine(dst)
+    with engine.begin() as conn:
+        first = conn.execute(sa.text("SELECT min(gid) FROM groups")).scalar_one()
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER touch AFTER INSERT ON tags BEGIN "
+                f"UPDATE groups SET kind = 'touched' WHERE gid = {first}; END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                f"BEGIN UPDATE groups SET kind = 'touched' WHERE gid = {first}; "
+                "RETURN NEW; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER touch AFTER INSERT ON tags "
+                "FOR EACH ROW EXECUTE FUNCTION touch()"
+            )
+    engine.dispose()
+    plan = make_plan(pair)
+    before = dump(dst)
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        result = execute_records(plan, ledger, source=src, destination=dst)
+        (studies,) = [c for c in result.executed if c.stage == "studies"]
+        assert studies.updated == 1  # the touched group, with its before-image
+        touched = dump(dst)["groups"]
+        assert touched != before["groups"]
+        undone = rollback_records(ledger, dst, stage="studies")
+        assert undone.restored == 1
+    after = dump(dst)
+    # the group is as it was before the stage (accounts, still committed,
+    # changed other groups: compare the touched one)
+    row = {r[0]: r for r in after["groups"]}[first]
+    assert row == {r[0]: r for r in before["groups"]}[first]
+    assert after["tags"] == before["tags"]
