@@ -321,14 +321,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     def run() -> int:
-        import os
+        from carmigrate.cli._migrate import _open_ledger
+        from carmigrate.migrate import record_checkpoints
 
-        from carmigrate.errors import PlanError
-        from carmigrate.migrate import Ledger, record_checkpoints
-
-        if not os.path.exists(args.ledger):
-            raise PlanError(f"no ledger at {args.ledger!r}")
-        with Ledger(args.ledger, readonly=True) as ledger:
+        with _open_ledger(args.ledger, readonly=True) as ledger:
             checkpoints = record_checkpoints(ledger)
         if args.json:
             print(json.dumps({"stages": [_checkpoint(c) for c in checkpoints]}))
@@ -346,14 +342,10 @@ def _status(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     def run() -> int:
-        import os
+        from carmigrate.cli._migrate import _open_ledger
+        from carmigrate.migrate import verify_records
 
-        from carmigrate.errors import PlanError
-        from carmigrate.migrate import Ledger, verify_records
-
-        if not os.path.exists(args.ledger):
-            raise PlanError(f"no ledger at {args.ledger!r}")
-        with Ledger(args.ledger, readonly=True) as ledger:
+        with _open_ledger(args.ledger, readonly=True) as ledger:
             result = verify_records(ledger, args.destination)
         if args.json:
             print(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -1156,6 +1156,24 @@ def rollback_records(
         ledger._unlock()
 
 
+def _drift(
+    conn: sa.Connection,
+    dst: _Destination,
+    rows: Mapping[str, Sequence[tuple[Key, str]]],
+) -> Iterator[tuple[str, Key, dict[str, Any] | None]]:
+    """``(table, key, row now or None)`` of each row whose digest is not the recorded one.
+
+    ``rows`` maps tables to ``(key, digest)`` as a checkpoint recorded them;
+    rollback refuses on these rows, and verify reports them.
+    """
+    for table, pairs in rows.items():
+        now = dst.rows(conn, table, (k for k, _ in pairs))
+        for key, digest in pairs:
+            cur = now.get(key)
+            if cur is None or _digest(cur) != digest:
+                yield table, key, cur
+
+
 def _undo(
     conn: sa.Connection, dst: _Destination, payload: Mapping[str, Any], force: bool
 ) -> RecordRollbackResult:
@@ -1172,20 +1190,13 @@ def _undo(
     }
     changed: list[str] = []
     for group in (inserted, triggered):
-        for t, rows in group.items():
-            now = dst.rows(conn, t, (k for k, _ in rows))
-            for k, d in rows:
-                cur = now.get(k)
-                if cur is None:
-                    changed.append(f"{t} {k!r}: deleted since the stage")
-                elif _digest(cur) != d:
-                    changed.append(f"{t} {k!r}: changed since the stage")
-    for t, urows in updated.items():
-        now = dst.rows(conn, t, (k for k, _, _ in urows))
-        for k, _, d in urows:
-            cur = now.get(k)
-            if cur is None or _digest(cur) != d:
-                changed.append(f"{t} {k!r}: changed since the stage")
+        for t, k, cur in _drift(conn, dst, group):
+            what = "deleted" if cur is None else "changed"
+            changed.append(f"{t} {k!r}: {what} since the stage")
+    before = {t: [(k, d) for k, _, d in urows] for t, urows in updated.items()}
+    changed += [
+        f"{t} {k!r}: changed since the stage" for t, k, _ in _drift(conn, dst, before)
+    ]
     if changed and not force:
         msg = (
             f"{len(changed)} rows of record stage {stage!r} changed since it committed "

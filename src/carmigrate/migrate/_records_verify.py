@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -11,7 +11,7 @@ from carmigrate.migrate._records import (
     _PLAN_META,
     _dec_key,
     _Destination,
-    _digest,
+    _drift,
     _payloads,
 )
 
@@ -89,21 +89,18 @@ def verify_records(ledger: Ledger, destination: str | sa.URL) -> RecordVerifyRes
         with dst.engine.connect() as conn:
             for payload in stages:
                 for group in ("inserted", "trigger_rows"):
-                    for table, rows in payload.get(group, {}).items():
-                        pairs: list[tuple[Any, str]] = [
-                            (_dec_key(k), d) for k, d in rows
-                        ]
-                        now = dst.rows(conn, table, (k for k, _ in pairs))
-                        for key, digest in pairs:
-                            checked += 1
-                            row = now.get(key)
-                            if row is None:
-                                mismatches.append(f"{table} {key!r}: missing")
-                            elif _digest(row) != digest:
-                                mismatches.append(
-                                    f"{table} {key!r}: changed since stage "
-                                    f"{payload['stage']!r} committed"
-                                )
+                    rows = {
+                        table: [(_dec_key(k), d) for k, d in pairs]
+                        for table, pairs in payload.get(group, {}).items()
+                    }
+                    checked += sum(len(pairs) for pairs in rows.values())
+                    mismatches += [
+                        f"{table} {key!r}: missing"
+                        if row is None
+                        else f"{table} {key!r}: changed since stage "
+                        f"{payload['stage']!r} committed"
+                        for table, key, row in _drift(conn, dst, rows)
+                    ]
         return RecordVerifyResult(
             stages=tuple(p["stage"] for p in stages),
             checked=checked,
