@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck imports pytest docs docs-serve bench system-deps clean
+.PHONY: help demo test lint typecheck imports pytest docs docs-serve bench system-deps node-deps clean
 
 help:
 	@echo "make demo   - run the demo on generated data"
@@ -15,12 +15,16 @@ help:
 $(STAMP): pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q -e '.[s3,fsspec,dask,testing,interop,progress,blake3,records]' --group dev
+	$(BIN)/python -m pip install -q -e '.[s3,azure,fsspec,dask,testing,interop,progress,blake3,records]' --group dev
 	touch $@
 
 # System packages the test servers need (OpenStack Swift, memcached, rclone).
 system-deps:
 	bash scripts/install-system-deps
+
+# Node packages the test servers need (Azurite, under .cache/azurite).
+node-deps:
+	bash scripts/install-azurite >/dev/null
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -35,7 +39,7 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps node-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 docs: $(STAMP)

@@ -15,7 +15,9 @@ derived capabilities, a base for wrapping stores) are in
 
 Backends: [LocalStore][carmigrate.storage.LocalStore],
 [MemoryStore][carmigrate.storage.MemoryStore],
-[S3Store][carmigrate.storage.S3Store] (boto3, imported lazily) and
+[S3Store][carmigrate.storage.S3Store] (boto3, imported lazily),
+[AzureBlobStore][carmigrate.storage.AzureBlobStore] (azure-storage-blob,
+imported lazily) and
 [FsspecStore][carmigrate.storage.FsspecStore] (fsspec, imported lazily);
 [open_store][carmigrate.storage.open_store] picks one from a URL (its
 options checked by
@@ -25,6 +27,7 @@ group. Vendor errors are translated into [carmigrate.errors][] at each
 backend's boundary.
 """
 
+from carmigrate.storage._azure import AzureBlobStore, AzureTier
 from carmigrate.storage._base import (
     COLD_STORAGE_CLASSES,
     BufferLike,
@@ -65,6 +68,8 @@ from carmigrate.storage.ops import (
 )
 
 __all__ = [
+    "AzureBlobStore",
+    "AzureTier",
     "BufferLike",
     "COLD_STORAGE_CLASSES",
     "Capabilities",

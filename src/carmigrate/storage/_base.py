@@ -34,10 +34,12 @@ __all__ = [
 BufferLike: TypeAlias = bytes | bytearray | memoryview
 """A contiguous block of bytes."""
 
-COLD_STORAGE_CLASSES: Final = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+COLD_STORAGE_CLASSES: Final = frozenset({"GLACIER", "DEEP_ARCHIVE", "Archive"})
 """Storage classes whose objects must be restored before they can be read.
 
-``GLACIER_IR`` (instant retrieval) is not cold: it reads like ``STANDARD``.
+S3's ``GLACIER`` and ``DEEP_ARCHIVE``, and Azure's ``Archive`` tier.
+``GLACIER_IR`` (instant retrieval) is not cold: it reads like ``STANDARD``;
+nor are Azure's ``Cool`` and ``Cold`` tiers.
 """
 
 

@@ -173,6 +173,10 @@ def _backend(url: str | os.PathLike[str]) -> tuple[str, Callable[..., Any] | Non
         from carmigrate.storage._s3 import S3Store
 
         return "s3", S3Store.__init__
+    if scheme == "az":
+        from carmigrate.storage._azure import AzureBlobStore
+
+        return "az", AzureBlobStore.__init__
     if _plugin(scheme) is not None:
         return scheme, None
     from carmigrate.storage._fsspec import FsspecStore
@@ -188,8 +192,9 @@ def check_store_options(
     For the built-in backends, each option must be a keyword option of the
     backend (the keyword-only parameters of
     [LocalStore][carmigrate.storage.LocalStore],
-    [MemoryStore][carmigrate.storage.MemoryStore] or
-    [S3Store][carmigrate.storage.S3Store]; for fsspec URLs
+    [MemoryStore][carmigrate.storage.MemoryStore],
+    [S3Store][carmigrate.storage.S3Store] or
+    [AzureBlobStore][carmigrate.storage.AzureBlobStore]; for fsspec URLs
     [FsspecStore.from_url][carmigrate.storage.FsspecStore.from_url], whose
     other options go to fsspec unchecked), and its value must have the type
     the parameter's annotation names, as far as it names ``bool``, ``int``,
@@ -242,9 +247,13 @@ def open_store(url: str | os.PathLike[str], **options: Any) -> Store:
     3. ``s3://bucket/prefix``: [S3Store][carmigrate.storage.S3Store]
        (``endpoint_url``, ``region`` and the other options; credentials from
        the environment: ``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ...).
-    4. A scheme registered by an installed package in the ``carmigrate.stores``
+    4. ``az://account/container/prefix``:
+       [AzureBlobStore][carmigrate.storage.AzureBlobStore] (``connection_string``,
+       ``endpoint_url`` and the other options; credentials from the
+       environment: ``AZURE_STORAGE_CONNECTION_STRING``, ...).
+    5. A scheme registered by an installed package in the ``carmigrate.stores``
        entry point group: its factory is called as ``factory(url, **options)``.
-    5. Any other protocol fsspec knows (``gs://``, ``az://``, ``https://``
+    6. Any other protocol fsspec knows (``gs://``, ``abfs://``, ``https://``
        read-only, ...): [FsspecStore][carmigrate.storage.FsspecStore], with the
        options as fsspec storage options.
 
@@ -297,6 +306,10 @@ def open_store(url: str | os.PathLike[str], **options: Any) -> Store:
         from carmigrate.storage._s3 import S3Store
 
         return S3Store.from_url(url, **options)
+    if scheme == "az":
+        from carmigrate.storage._azure import AzureBlobStore
+
+        return AzureBlobStore.from_url(url, **options)
     ep = _plugin(scheme)
     if ep is not None:
         factory = ep.load()
