@@ -10,6 +10,7 @@ import carmigrate.errors as errors_module
 from carmigrate.errors import (
     AggregateFullError,
     BackendUnavailable,
+    BagError,
     BlockHashMismatch,
     CarFormatError,
     CarmigrateError,
@@ -46,6 +47,7 @@ SAMPLES: list[CarmigrateError] = [
     PieceError("piece"),
     AggregateFullError("full", failed_at=2),
     PlanError("plan"),
+    BagError("no bag at memory://x/b1/", path="bagit.txt", transient=False),
     VerificationError("failed", [BlockHashMismatch("bafkqaaa", offset=1)]),
     RecordsError("reading table 'users' failed", table="users", transient=True),
     MappingError(

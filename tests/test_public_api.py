@@ -133,6 +133,7 @@ PACKAGE_INTERNAL: dict[str, frozenset[str]] = {
     # the command line has no library API beyond main(): its command groups
     # register themselves with the parser
     "carmigrate.cli._aggregate": frozenset({"register"}),
+    "carmigrate.cli._bag": frozenset({"register"}),
     "carmigrate.cli._args": frozenset({"positive_float", "positive_int"}),
     "carmigrate.cli._car": frozenset({"register"}),
     "carmigrate.cli._commp": frozenset({"register"}),

@@ -23,6 +23,7 @@ ValueError`` around a parser::
     ├── AggregateError
     │   └── AggregateFullError    carries the reason
     ├── PlanError
+    ├── BagError                  a BagIt bag cannot be read at all; carries .path
     ├── RecordsError              rows: a database, a table, a record plan
     │   ├── MappingError          (also ValueError) carries .path, .table, .key
     │   ├── PreflightError        carries the .findings that must not pass
@@ -51,6 +52,7 @@ __all__ = [
     "AggregateError",
     "AggregateFullError",
     "BackendUnavailable",
+    "BagError",
     "BlockHashMismatch",
     "CarFormatError",
     "CarmigrateError",
@@ -295,6 +297,34 @@ class AggregateFullError(AggregateError):
 
 class PlanError(CarmigrateError):
     """A migration plan is invalid or does not match the ledger."""
+
+
+class BagError(CarmigrateError):
+    """A BagIt bag cannot be read at all, so it cannot be judged valid or not.
+
+    Raised by ``carmigrate.bagit`` for unusable input: nothing is stored
+    where the bag should be, a source fails while it is read (a folder that
+    cannot be listed, a file that cannot be opened), or a tag file handed to
+    one of the stream readers breaks the BagIt syntax. A bag that can be read
+    but breaks a rule is not an error: verification reports it as a failure.
+    A [StorageError][carmigrate.errors.StorageError] raised by a store behind
+    a bag source is not wrapped: it propagates as it is.
+
+    Args:
+        message: What failed, naming the bag and the file.
+        path: The file in the bag involved (``"manifest-sha256.txt"``), if
+            any.
+        transient: Override of the class default for retries (``True`` when
+            the source's failure may pass).
+    """
+
+    def __init__(
+        self, message: str, *, path: str | None = None, transient: bool | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        if transient is not None:
+            self.transient = transient
 
 
 class RecordsError(CarmigrateError):

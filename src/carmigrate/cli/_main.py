@@ -19,7 +19,16 @@ __all__ = ["build_parser", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 
-_GROUPS = ("_car", "_commp", "_aggregate", "_migrate", "_records", "_recipe", "_doctor")
+_GROUPS = (
+    "_car",
+    "_commp",
+    "_aggregate",
+    "_bag",
+    "_migrate",
+    "_records",
+    "_recipe",
+    "_doctor",
+)
 """Command modules, in help order; each has ``register(subparsers)``."""
 
 

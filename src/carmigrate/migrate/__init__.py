@@ -22,6 +22,7 @@ See the explanation page "Plans, ledgers and verification" for the model.
 """
 
 from carmigrate.migrate import serde
+from carmigrate.migrate._bags import store_bag_source, store_fetch_roots
 from carmigrate.migrate._diff import DiffEntry, compare, diff
 from carmigrate.migrate._events import (
     Event,
@@ -164,6 +165,8 @@ __all__ = [
     "serde",
     "sort_listing",
     "status",
+    "store_bag_source",
+    "store_fetch_roots",
     "to_entries",
     "verify",
     "verify_records",
