@@ -129,3 +129,26 @@ def new_database(
 def pair(new_database: Callable[[], str]) -> tuple[str, str]:
     """(source URL, destination URL): deployment B and deployment A."""
     return build(new_database(), schema.SOURCE), build(new_database(), schema.DEST)
+
+
+@pytest.fixture
+def pg_database(postgres_socket: str) -> Iterator[Callable[[], str]]:
+    """A maker of empty databases on the session's PostgreSQL cluster (dropped afterwards)."""
+    admin = sa.create_engine(
+        f"postgresql+psycopg://postgres@/postgres?host={postgres_socket}&port={PG_PORT}",
+        isolation_level="AUTOCOMMIT",
+    )
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"pgdb{next(_names)}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        made.append(name)
+        return f"postgresql+psycopg://postgres@/{name}?host={postgres_socket}&port={PG_PORT}"
+
+    yield make
+    with admin.connect() as conn:
+        for name in made:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()

@@ -1,22 +1,23 @@
 """Bulk loading through PostgreSQL ``COPY``: used on PostgreSQL, same result as ``executemany``.
 
 The executor chooses ``COPY`` at one seam (``_can_copy``) and writes every
-batch through another (``_copy_rows``); the tests count the calls there and
-compare a run with ``COPY`` against a run with the seam turned off.
+batch of decoded rows through another (``_copy_rows``); from a PostgreSQL
+source, tables without destination triggers are streamed as ``COPY`` text
+instead (``_StageRun._copy_fast``, chosen by ``_StageRun._fast_tables``).
+The tests count the calls there and compare runs with each seam turned off.
 """
 
 from __future__ import annotations
 
-import itertools
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schema
 import sqlalchemy as sa
-from records_helpers import PG_BIN, PG_PORT, build
+from records_helpers import PG_BIN, build
 
 from carmigrate.migrate import (
     MARKER_TABLE,
@@ -34,30 +35,11 @@ from carmigrate.records import (
     row_digest,
 )
 
-_names = itertools.count()
-
 
 @pytest.fixture
-def pg(postgres_socket: str) -> Iterator[Callable[[], str]]:
+def pg(pg_database: Callable[[], str]) -> Callable[[], str]:
     """A maker of empty PostgreSQL databases on the session cluster."""
-    admin = sa.create_engine(
-        f"postgresql+psycopg://postgres@/postgres?host={postgres_socket}&port={PG_PORT}",
-        isolation_level="AUTOCOMMIT",
-    )
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"copy{next(_names)}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        made.append(name)
-        return f"postgresql+psycopg://postgres@/{name}?host={postgres_socket}&port={PG_PORT}"
-
-    yield make
-    with admin.connect() as conn:
-        for name in made:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
+    return pg_database
 
 
 EXECUTABLE = schema.EXECUTABLE
@@ -129,12 +111,15 @@ def run(
     monkeypatch: pytest.MonkeyPatch,
     *,
     copy: bool,
+    fast: bool = False,
 ) -> tuple[Counter, Any]:
     counter = Counter()
     with monkeypatch.context() as m:
         m.setattr(_records, "_copy_rows", counter)
         if not copy:
             m.setattr(_records, "_can_copy", lambda conn: False)
+        if not fast:
+            m.setattr(_records._StageRun, "_fast_tables", lambda self, t: set())
         with Ledger(ledger) as lg:
             result = execute_records(
                 plan, lg, source=src, destination=dst, batch_size=2

@@ -22,6 +22,7 @@ the marker table.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import defaultdict
@@ -63,9 +64,70 @@ STAGE_UNIT_KIND: Final = "record-stage"
 
 _PLAN_META: Final = "record_plan_id"
 _BATCH: Final = 1000
+# keys per ``= ANY(array)`` lookup on PostgreSQL (one parameter, not one each)
+_ANY_BATCH: Final = 50_000
+# rows a stage inserts into a PostgreSQL table before its statistics are refreshed
+_ANALYZE_AFTER: Final = 5_000
+
+
+def _text_digest(line: bytes) -> bytes:
+    """The checkpoint digest of a row loaded as COPY text: BLAKE2b-128 of its line."""
+    return hashlib.blake2b(line, digest_size=16).digest()
+
 
 Hook = Callable[[str, str, int], None]
 Key = tuple[Any, ...]
+
+
+@attrs.define
+class _TablePlan:
+    """One table's part of the plan, indexed once per run."""
+
+    inserts: list[Any] = attrs.Factory(list)
+    merges: list[Any] = attrs.Factory(list)
+    keys: list[Any] = attrs.Factory(list)
+    id_map: list[list[Any]] = attrs.Factory(list)
+
+
+def _index(plan: RecordPlan) -> dict[str, _TablePlan]:
+    """Each table's inserts, merges, source keys and ID map entries, in one pass over the plan."""
+    from carmigrate.records import RowAction
+
+    out: dict[str, _TablePlan] = defaultdict(_TablePlan)
+    for r in plan.rows:
+        part = out[r.table]
+        if r.action is RowAction.INSERT:
+            part.inserts.append(r)
+        elif r.action is RowAction.MERGE:
+            part.merges.append(r)
+        part.keys.append(r.key[0] if len(r.key) == 1 else r.key)
+    for e in plan.id_map:
+        out[e.table].id_map.append(
+            [e.table, e.column, *_enc_key([e.old, e.new]), e.action.value]
+        )
+    return out
+
+
+class _NotFast(Exception):
+    """A table cannot be loaded as COPY text after all (the source changed, or a value)."""
+
+
+@attrs.frozen
+class _Sent:
+    """What ``_copy_fast`` sent for one table: the digest of each row's line, by key."""
+
+    codec: Any
+    columns: tuple[str, ...]
+    expected: dict[Any, bytes]
+
+
+def _is_psycopg(engine: sa.Engine) -> bool:
+    return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @attrs.frozen(kw_only=True)
@@ -144,10 +206,17 @@ class RecordRollbackResult:
 # -- values ---------------------------------------------------------------------
 
 
-def _enc_key(key: Sequence[Any]) -> list[Any]:
-    from carmigrate.records import encode_value
+_PLAIN: Final = frozenset({int, str, bool, type(None)})
 
-    return [encode_value(v) for v in key]
+
+def _enc_key(key: Sequence[Any]) -> list[Any]:
+    # JSON scalars are their own encoding: skip the call for the common keys
+    for v in key:
+        if type(v) not in _PLAIN:
+            from carmigrate.records import encode_value
+
+            return [encode_value(v) for v in key]
+    return list(key)
 
 
 def _dec_key(data: Sequence[Any]) -> Key:
@@ -212,15 +281,6 @@ def _payloads(ledger: Ledger) -> dict[str, dict[str, Any]]:
 
 
 def _record(ledger: Ledger, payload: Mapping[str, Any]) -> None:
-    ledger.add_units(
-        [
-            Unit(
-                name=_unit_name(payload["stage"]),
-                kind=STAGE_UNIT_KIND,
-                data=dict(payload),
-            )
-        ]
-    )
     state = payload["state"]
     verdict = (
         Verdict.COMPLETE
@@ -229,8 +289,15 @@ def _record(ledger: Ledger, payload: Mapping[str, Any]) -> None:
         if state == "failed"
         else Verdict.INCOMPLETE
     )
-    ledger.set_verdict(
-        _unit_name(payload["stage"]), verdict, tuple(payload.get("problems", ()))
+    # one write of the (possibly large) checkpoint, with its verdict
+    ledger._put_unit(
+        Unit(
+            name=_unit_name(payload["stage"]),
+            kind=STAGE_UNIT_KIND,
+            data=dict(payload),
+        ),
+        verdict,
+        tuple(payload.get("problems", ())),
     )
 
 
@@ -314,6 +381,40 @@ class _Destination:
             ).all()
         return {str(s): json.loads(p) for s, p in rows}
 
+    def has_key(self, table: str, keys: Sequence[Key]) -> Any:
+        """A condition: the row's primary key is one of ``keys``."""
+        return self.matches(table, self.info(table).primary_key, keys)
+
+    def matches(self, table: str, columns: Sequence[str], keys: Sequence[Key]) -> Any:
+        """A condition: the row's ``columns`` equal one of the ``keys`` tuples.
+
+        On PostgreSQL one column is compared with ``= ANY`` of one array
+        parameter (an ``IN`` list costs a parameter per key to send, parse
+        and plan).
+        """
+        import sqlalchemy as sa
+
+        t = self.tables[table]
+        cols = [t.c[c] for c in columns]
+        if len(cols) == 1:
+            if self.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import ARRAY
+
+                from carmigrate.records.lowlevel import array_text
+
+                # one text parameter cast to the column's array type (psycopg
+                # would adapt a list element by element in Python)
+                values = sa.cast(
+                    sa.literal(array_text([k[0] for k in keys]), sa.Text),
+                    ARRAY(cols[0].type),
+                )
+                return cols[0] == sa.any_(values)
+            return cols[0].in_([k[0] for k in keys])
+        return sa.tuple_(*cols).in_(list(keys))
+
+    def batch(self) -> int:
+        return _ANY_BATCH if self.dialect == "postgresql" else _BATCH
+
     def rows(
         self, conn: sa.Connection, table: str, keys: Iterable[Key]
     ) -> dict[Key, dict[str, Any]]:
@@ -321,19 +422,54 @@ class _Destination:
 
         t = self.tables[table]
         pk = self.info(table).primary_key
-        cols = [t.c[c] for c in pk]
         pending = sorted(set(keys), key=repr)
         out: dict[Key, dict[str, Any]] = {}
-        for start in range(0, len(pending), _BATCH):
-            chunk = pending[start : start + _BATCH]
-            cond = (
-                cols[0].in_([k[0] for k in chunk])
-                if len(cols) == 1
-                else sa.tuple_(*cols).in_(chunk)
-            )
-            for r in conn.execute(sa.select(t).where(cond)).mappings():
+        for chunk in _chunks(pending, self.batch()):
+            query = sa.select(t).where(self.has_key(table, chunk))
+            for r in conn.execute(query).mappings():
                 row = dict(r)
                 out[tuple(row[c] for c in pk)] = row
+        return out
+
+    def keys_in(self, conn: sa.Connection, table: str, keys: Iterable[Key]) -> set[Key]:
+        """Which of ``keys`` are primary keys of rows of ``table``."""
+        import sqlalchemy as sa
+
+        t = self.tables[table]
+        cols = [t.c[c] for c in self.info(table).primary_key]
+        pending = sorted(set(keys), key=repr)
+        out: set[Key] = set()
+        for chunk in _chunks(pending, self.batch()):
+            query = sa.select(*cols).where(self.has_key(table, chunk))
+            out.update(tuple(r) for r in conn.execute(query).all())
+        return out
+
+    def text_digests(
+        self,
+        conn: sa.Connection,
+        table: str,
+        columns: Sequence[str],
+        keys: Iterable[Key],
+    ) -> dict[Key, str]:
+        """The COPY-text digest of each row of ``table`` whose key is in ``keys`` (see ``_copy_fast``)."""
+        from carmigrate.records.lowlevel import (
+            CopyCodec,
+            apply_copy_settings,
+            copy_lines,
+        )
+
+        pk = self.info(table).primary_key[0]
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        apply_copy_settings(driver)
+        codec = CopyCodec(driver, table, columns)
+        pk_i = list(columns).index(pk)
+        out: dict[Key, str] = {}
+        pending = sorted({k[0] for k in keys})
+        for line in copy_lines(driver, table, columns, order_by=pk, keys=pending):
+            fields = line[:-1].split(b"\t")
+            key = (codec.load(pk_i, fields[pk_i]),)
+            out[key] = _text_digest(line).hex()
         return out
 
     def all_rows(self, conn: sa.Connection, table: str) -> dict[Key, dict[str, Any]]:
@@ -381,6 +517,17 @@ def execute_records(
     break; merged rows insert nothing. Cycle breaks follow the plan:
     ``"update"`` columns are inserted NULL and updated once the stage's rows
     are in, ``"deferred"`` constraints are set ``DEFERRED`` (PostgreSQL).
+
+    From PostgreSQL to PostgreSQL (psycopg 3), a table of a stage without
+    ``INSERT`` triggers, with a one-column primary key and a
+    [TextFingerprint][carmigrate.records.TextFingerprint] in the plan, is
+    streamed instead: its source rows are read as ``COPY`` text (their
+    digest must equal the fingerprint, else the table takes the row-by-row
+    path, which names the row that changed), each planned insert's changed
+    fields are rewritten in the text, the lines are loaded with ``COPY``,
+    read back, and compared line by line with what was sent (rows whose
+    text differs are compared as values). Its checkpoint records the
+    digest of each row's text.
 
     Destination triggers run. Rows a trigger creates are found by comparing
     the destination's keys before and after each triggered table's rows: a
@@ -448,6 +595,7 @@ def execute_records(
     try:
         payloads = _sync(ledger, dst, plan_id)
         executed: list[StageCheckpoint] = []
+        index: dict[str, _TablePlan] | None = None
         already: list[str] = []
         repaired = [n for n, p in payloads.items() if p.get("repaired_now")]
         for position, stage in enumerate(plan.stages):
@@ -456,7 +604,11 @@ def execute_records(
                 if stage.name not in repaired:
                     already.append(stage.name)
                 continue
-            run = _StageRun(plan, plan_id, position, stage, src, dst, batch_size, hook)
+            if index is None:
+                index = _index(plan)
+            run = _StageRun(
+                plan, index, plan_id, position, stage, src, dst, batch_size, hook
+            )
             try:
                 done = run.execute()
             except RecordsIntegrityError as e:
@@ -507,6 +659,7 @@ class _StageRun:
     def __init__(
         self,
         plan: RecordPlan,
+        index: Mapping[str, _TablePlan],
         plan_id: str,
         position: int,
         stage: RecordStage,
@@ -515,8 +668,6 @@ class _StageRun:
         batch_size: int,
         hook: Hook | None,
     ) -> None:
-        from carmigrate.records import RowAction
-
         self.plan_id = plan_id
         self.position = position
         self.stage = stage
@@ -524,20 +675,15 @@ class _StageRun:
         self.dst = dst
         self.batch_size = batch_size
         self.hook = hook
-        self.inserts: dict[str, list[Any]] = defaultdict(list)
-        self.merges: dict[str, list[Any]] = defaultdict(list)
         tables = set(stage.tables)
-        for r in plan.rows:
-            if r.table in tables:
-                if r.action is RowAction.INSERT:
-                    self.inserts[r.table].append(r)
-                elif r.action is RowAction.MERGE:
-                    self.merges[r.table].append(r)
-        self.id_map = [
-            [e.table, e.column, *_enc_key([e.old, e.new]), e.action.value]
-            for e in plan.id_map
-            if e.table in tables
-        ]
+        parts = {t: index[t] for t in stage.tables if t in index}
+        self.inserts: dict[str, list[Any]] = {
+            t: p.inserts for t, p in parts.items() if p.inserts
+        }
+        self.merges: dict[str, list[Any]] = {
+            t: p.merges for t, p in parts.items() if p.merges
+        }
+        self.id_map = [e for p in parts.values() for e in p.id_map]
         self.update_cols: dict[str, set[str]] = defaultdict(set)
         self.deferred: list[str | None] = []
         for b in stage.cycle_breaks:
@@ -552,6 +698,14 @@ class _StageRun:
         self.fixups: dict[tuple[str, Key], dict[str, Any]] = {}
         self.trigger_rows: dict[str, set[Key]] = defaultdict(set)
         self.adopted = 0
+        # tables loaded as PostgreSQL COPY text (see _copy_fast), with their
+        # checkpoint digests and what was sent
+        self.fingerprints = {f.table: f for f in plan.fingerprints if f.table in tables}
+        self.scope_keys = {t: p.keys for t, p in parts.items()}
+        self.fast: set[str] = set()
+        self.sent: dict[str, _Sent] = {}
+        # table -> (keys, their digests), for the checkpoint
+        self.text_digests: dict[str, tuple[list[Any], list[str]]] = {}
 
     # -- payloads ------------------------------------------------------------
 
@@ -573,11 +727,14 @@ class _StageRun:
         import sqlalchemy as sa
 
         try:
-            self._read_source()
             order = self._order()
             triggered = any(
                 "INSERT" in tr.events for t in order for tr in self.dst.info(t).triggers
             )
+            self.fast = self._fast_tables(triggered)
+            for table in self.inserts:
+                if table not in self.fast:
+                    self._read_table(table)
             with self.dst.engine.connect() as conn, conn.begin():
                 return self._run(conn, order, triggered)
         except (RecordsError, PlanError):
@@ -586,27 +743,56 @@ class _StageRun:
             msg = f"stage {self.stage.name!r} at {self.dst.url} failed and was rolled back: {e}"
             raise RecordsError(msg) from e
 
-    def _read_source(self) -> None:
-        for table, rows in self.inserts.items():
-            info = self.dst.info(table)
-            wanted = {r.key: r for r in rows}
-            seen = 0
-            for srow in self.src.iter_rows(table, keys=list(wanted)):
-                key = tuple(srow[c] for c in info.primary_key)
-                r = wanted[key]
-                if _digest(srow) != r.digest:
-                    msg = (
-                        f"source row {table} {key!r} changed since the plan was made; "
-                        "make a new plan"
-                    )
-                    raise RecordsError(msg, table=table)
-                seen += 1
-                self.columns.setdefault(table, tuple(srow))
-                assert r.target_key is not None
-                self.expected[table][tuple(r.target_key)] = {**srow, **r.changes}
-            if seen != len(wanted):
-                msg = f"{len(wanted) - seen} planned rows of {table} are no longer at the source; make a new plan"
+    def _read_table(self, table: str) -> None:
+        """Read the table's planned source rows, each checked against its planned digest."""
+        rows = self.inserts.get(table, [])
+        info = self.dst.info(table)
+        wanted = {r.key: r for r in rows}
+        seen = 0
+        for srow in self.src.iter_rows(table, keys=list(wanted)):
+            key = tuple(srow[c] for c in info.primary_key)
+            r = wanted[key]
+            if _digest(srow) != r.digest:
+                msg = (
+                    f"source row {table} {key!r} changed since the plan was made; "
+                    "make a new plan"
+                )
                 raise RecordsError(msg, table=table)
+            seen += 1
+            self.columns.setdefault(table, tuple(srow))
+            assert r.target_key is not None
+            self.expected[table][tuple(r.target_key)] = {**srow, **r.changes}
+        if seen != len(wanted):
+            msg = f"{len(wanted) - seen} planned rows of {table} are no longer at the source; make a new plan"
+            raise RecordsError(msg, table=table)
+
+    def _targets(self, table: str) -> list[Key]:
+        """The destination keys of the table's planned inserts."""
+        return [
+            tuple(r.target_key) for r in self.inserts.get(table, ()) if r.target_key
+        ]
+
+    def _fast_tables(self, triggered: bool) -> set[str]:
+        """The stage's tables that can be loaded as COPY text (see ``_copy_fast``)."""
+        if triggered or not self.fingerprints:
+            return set()
+        if not (_is_psycopg(self.dst.engine) and _is_psycopg(self.src.engine)):
+            return set()
+        out: set[str] = set()
+        for t, fp in self.fingerprints.items():
+            info = self.dst.info(t)
+            if (
+                t in self.update_cols
+                or not self.inserts.get(t)
+                or len(info.primary_key) != 1
+                or tuple(c.name for c in self.src.table(t).columns) != fp.columns
+                or not set(fp.columns) <= set(info.column_names)
+                or info.primary_key[0] not in fp.columns
+                or any(c not in fp.columns for r in self.inserts[t] for c in r.changes)
+            ):
+                continue
+            out.add(t)
+        return out
 
     def _order(self) -> list[str]:
         """The stage's tables: foreign keys it does not break first, triggered tables early."""
@@ -662,34 +848,36 @@ class _StageRun:
             )
             for t in order
         }
-        self._check_free(conn, order)
+        # a fast table's keys are checked by its primary key (see below)
+        self._check_free(conn, [t for t in order if t not in self.fast])
         before: dict[str, dict[Key, dict[str, Any]]] = {}
         if triggered:
             before = {t: self.dst.all_rows(conn, t) for t in self._watched()}
         batch = 0
         copy = _can_copy(conn)
         for table in order:
-            rows = sorted(self.expected[table].items(), key=lambda kv: repr(kv[0]))
-            cols = self.update_cols.get(table, set())
-            for start in range(0, len(rows), self.batch_size):
-                chunk = rows[start : start + self.batch_size]
-                values = []
-                for key, row in chunk:
-                    held = {c: row[c] for c in cols if row.get(c) is not None}
-                    if held:
-                        self.fixups[table, key] = held
-                    values.append(
-                        {c: (None if c in cols else v) for c, v in row.items()}
-                    )
-                with conn.begin_nested():
-                    if copy:
-                        _copy_rows(conn, self.dst.tables[table], values)
-                    else:
-                        conn.execute(self.dst.tables[table].insert(), values)
-                self.done[table].update(k for k, _ in chunk)
-                batch += 1
-                if self.hook is not None:
-                    self.hook("batch", self.stage.name, batch)
+            if table in self.fast:
+                import psycopg
+
+                try:
+                    with conn.begin_nested():
+                        batch = self._copy_fast(conn, table, batch)
+                except psycopg.errors.UniqueViolation as e:
+                    # a planned key is taken: say which, as for other tables
+                    self._check_free(conn, [table])
+                    msg = f"stage {self.stage.name!r}: loading {table} at {self.dst.url} failed: {e}"
+                    raise RecordsError(msg, table=table) from e
+                except psycopg.Error as e:
+                    msg = f"stage {self.stage.name!r}: loading {table} at {self.dst.url} failed: {e}"
+                    raise RecordsError(msg, table=table) from e
+                except _NotFast:
+                    # the source's text differs from the plan's fingerprint
+                    # (or cannot be written as is): check and load row by row
+                    self.fast.discard(table)
+                    self.sent.pop(table, None)
+                    self._read_table(table)
+            if table not in self.fast:
+                batch = self._insert(conn, table, batch, copy)
             if triggered and any(
                 "INSERT" in tr.events for tr in self.dst.info(table).triggers
             ):
@@ -701,6 +889,7 @@ class _StageRun:
                 .where(self.dst.where_key(table, key))
                 .values(held)
             )
+        self._analyze(conn, order)
         updated: dict[str, list[Any]] = {}
         if triggered:
             updated = self._changed(conn, before)
@@ -718,15 +907,11 @@ class _StageRun:
         payload.update(
             order=order,
             inserted={
-                t: [
-                    [_enc_key(k), _digest(r)]
-                    for k, r in sorted(
-                        self.dst.rows(conn, t, self.done[t]).items(), key=repr
-                    )
-                ]
+                t: [[_enc_key(k), d] for k, d in self._digests(conn, t)]
                 for t in order
                 if self.done[t]
             },
+            text_columns={t: list(self.sent[t].columns) for t in self.text_digests},
             trigger_rows={
                 t: [
                     [_enc_key(k), _digest(r)]
@@ -753,6 +938,169 @@ class _StageRun:
         )
         return payload
 
+    def _insert(self, conn: sa.Connection, table: str, batch: int, copy: bool) -> int:
+        """Insert the table's expected rows in batches (a savepoint each); the batch count."""
+        rows = sorted(self.expected[table].items(), key=lambda kv: repr(kv[0]))
+        cols = self.update_cols.get(table, set())
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            values = []
+            for key, row in chunk:
+                held = {c: row[c] for c in cols if row.get(c) is not None}
+                if held:
+                    self.fixups[table, key] = held
+                values.append({c: (None if c in cols else v) for c, v in row.items()})
+            with conn.begin_nested():
+                if copy:
+                    _copy_rows(conn, self.dst.tables[table], values)
+                else:
+                    conn.execute(self.dst.tables[table].insert(), values)
+            self.done[table].update(k for k, _ in chunk)
+            batch += 1
+            if self.hook is not None:
+                self.hook("batch", self.stage.name, batch)
+        return batch
+
+    def _copy_fast(self, conn: sa.Connection, table: str, batch: int) -> int:
+        """Stream the table's source rows as COPY text into the destination, mapped on the way.
+
+        The source's lines (every row in the plan's scope, in key order) are
+        digested and must match the plan's fingerprint: then no planned row
+        changed since planning, and no row needs decoding beyond its key.
+        Each planned insert's line gets its changed fields rewritten and is
+        sent to the destination's ``COPY ... FROM STDIN``; each line sent
+        is digested for the read-back check. Raises ``_NotFast`` (after
+        loading: the caller rolls the savepoint back) when the digest
+        differs or a value cannot be written as text.
+        """
+        from carmigrate.records.lowlevel import CopyCodec, apply_copy_settings
+
+        fp = self.fingerprints[table]
+        pk = self.dst.info(table).primary_key[0]
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        if not self.sent:
+            apply_copy_settings(driver)
+        codec = CopyCodec(driver, table, fp.columns)
+        index = {c: i for i, c in enumerate(fp.columns)}
+        pk_i = index[pk]
+        load_key = codec.loader(pk_i)
+        dumpers = {c: (i, codec.dumper(i)) for c, i in index.items()}
+        planned = {r.key[0]: r for r in self.inserts[table]}
+        lines = self.src.copy_lines(
+            table, fp.columns, keys=self.scope_keys[table] if fp.filtered else None
+        )
+        if lines is None:  # pragma: no cover - _fast_tables checked the dialect
+            raise _NotFast
+        seen = hashlib.sha256()
+        count = 0
+        expected: dict[Any, bytes] = {}
+        prep = conn.dialect.identifier_preparer
+        statement = (
+            f"COPY {prep.quote(table)} "
+            f"({', '.join(prep.quote(c) for c in fp.columns)}) FROM STDIN"
+        )
+        out: list[bytes] = []
+        size = self.batch_size
+        digest = _text_digest
+        try:
+            with driver.cursor() as cursor, cursor.copy(statement) as dest:
+                for line in lines:
+                    seen.update(line)
+                    count += 1
+                    fields = line[:-1].split(b"\t")
+                    r = planned.get(load_key(fields[pk_i]))
+                    if r is None:
+                        continue
+                    for c, v in r.changes.items():
+                        i, dump = dumpers[c]
+                        fields[i] = dump(v)
+                    text = b"\t".join(fields) + b"\n"
+                    expected[r.target_key[0]] = digest(text)
+                    out.append(text)
+                    if len(out) >= size:
+                        dest.write(b"".join(out))
+                        out.clear()
+                        batch += 1
+                        if self.hook is not None:
+                            self.hook("batch", self.stage.name, batch)
+                if out:
+                    dest.write(b"".join(out))
+                    batch += 1
+        except RecordsError as e:
+            raise _NotFast from e
+        if count != fp.rows or seen.hexdigest() != fp.sha256:
+            raise _NotFast
+        if len(expected) != len(planned):  # pragma: no cover - keys are unique
+            raise _NotFast
+        if out and self.hook is not None:
+            self.hook("batch", self.stage.name, batch)
+        self.sent[table] = _Sent(codec=codec, columns=fp.columns, expected=expected)
+        self.done[table].update((k,) for k in expected)
+        return batch
+
+    def _check_fast(self, conn: sa.Connection, table: str) -> list[str]:
+        """Read the loaded rows back as COPY text and compare each with the line sent.
+
+        Fills the table's checkpoint digests (BLAKE2b-128 of each row's
+        line). A difference is checked again value by value (a JSON
+        document or a number may be written differently and still be
+        equal); a real one is a problem.
+        """
+        from carmigrate.records.lowlevel import copy_lines
+
+        sent = self.sent[table]
+        pk = self.dst.info(table).primary_key[0]
+        pk_i = sent.columns.index(pk)
+        load_key = sent.codec.loader(pk_i)
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        keys: list[Any] = []
+        digests: list[str] = []
+        differ = 0
+        expected = sent.expected
+        digest = _text_digest
+        for line in copy_lines(
+            driver, table, sent.columns, order_by=pk, keys=sorted(expected)
+        ):
+            key = load_key(line[:-1].split(b"\t", pk_i + 1)[pk_i])
+            d = digest(line)
+            if expected.get(key) != d:
+                differ += 1
+            keys.append(key)
+            digests.append(d.hex())
+        if not differ and len(keys) == len(expected):
+            self.text_digests[table] = (keys, digests)
+            return []
+        # compare the rows as values
+        self._read_table(table)
+        self.columns.setdefault(table, sent.columns)
+        return self._check_rows(conn, table)
+
+    def _digests(self, conn: sa.Connection, t: str) -> list[tuple[Key, str]]:
+        """``(key, digest)`` of every row the stage inserted into ``t``, in key order."""
+        if t in self.text_digests:
+            keys, digests = self.text_digests[t]
+            return [((k,), d) for k, d in zip(keys, digests, strict=True)]
+        return [
+            (k, _digest(r))
+            for k, r in sorted(self.dst.rows(conn, t, self.done[t]).items(), key=repr)
+        ]
+
+    def _analyze(self, conn: sa.Connection, order: list[str]) -> None:
+        """Refresh PostgreSQL's statistics of tables that grew a lot in this stage.
+
+        The integrity checks query the rows just inserted; with statistics
+        that still describe the table before, the server plans them as
+        for a few rows (a sequential scan comparing each row with a whole
+        key array). ``ANALYZE`` counts the transaction's own rows.
+        """
+        if self.dst.dialect != "postgresql":
+            return
+        for t in order:
+            if len(self.done[t]) >= _ANALYZE_AFTER:
+                conn.exec_driver_sql(f"ANALYZE {_quote(conn, t)}")
+
     def _watched(self) -> list[str]:
         return [
             t.name
@@ -763,7 +1111,7 @@ class _StageRun:
     def _check_free(self, conn: sa.Connection, order: list[str]) -> None:
         """Refuse when a planned key is already at the destination (it changed since planning)."""
         for t in order:
-            taken = self.dst.rows(conn, t, self.expected[t])
+            taken = self.dst.keys_in(conn, t, self._targets(t))
             if taken:
                 key = sorted(taken, key=repr)[0]
                 msg = (
@@ -927,17 +1275,10 @@ class _StageRun:
             )
             if have != want:
                 problems.append(f"{t}: {have} rows, expected {want}")
-            now = self.dst.rows(conn, t, self.expected[t])
-            columns = self.columns.get(t, ())
-            for key, row in sorted(self.expected[t].items(), key=repr):
-                cur = now.get(key)
-                if cur is None:
-                    problems.append(f"{t} {key!r}: inserted row is missing")
-                elif _digest(cur, columns) != _digest(row, columns):
-                    diff = sorted(c for c in columns if cur.get(c) != row.get(c))
-                    problems.append(
-                        f"{t} {key!r}: digest differs from the mapped source row (columns {', '.join(diff)})"
-                    )
+            if t in self.fast:
+                problems += self._check_fast(conn, t)
+            else:
+                problems += self._check_rows(conn, t)
             merged = [tuple(r.target_key) for r in self.merges.get(t, ())]
             there = self.dst.rows(conn, t, merged)
             problems += [
@@ -945,23 +1286,7 @@ class _StageRun:
                 for k in merged
                 if k not in there
             ]
-            for fk in info.foreign_keys:
-                if fk.referred_table not in self.dst.tables:
-                    continue
-                values = {
-                    tuple(r[c] for c in fk.columns)
-                    for r in now.values()
-                    if None not in (r[c] for c in fk.columns)
-                }
-                if not values:
-                    continue
-                found = self._present(
-                    conn, fk.referred_table, fk.referred_columns, values
-                )
-                problems += [
-                    f"{t}: foreign key ({', '.join(fk.columns)}) = {v!r} does not resolve in {fk.referred_table}"
-                    for v in sorted(values - found, key=repr)
-                ]
+            problems += self._check_references(conn, t)
             for cols in [info.primary_key, *(u.columns for u in info.unique)]:
                 group = [table.c[c] for c in cols]
                 dups = conn.execute(
@@ -977,30 +1302,57 @@ class _StageRun:
                 ]
         return problems
 
-    def _present(
-        self,
-        conn: sa.Connection,
-        table: str,
-        columns: Sequence[str],
-        values: set[Key],
-    ) -> set[Key]:
+    def _check_rows(self, conn: sa.Connection, t: str) -> list[str]:
+        """Every inserted row's digest (source columns) against its expected row's."""
+        problems: list[str] = []
+        now = self.dst.rows(conn, t, self.expected[t])
+        columns = self.columns.get(t, ())
+        for key, row in sorted(self.expected[t].items(), key=repr):
+            cur = now.get(key)
+            if cur is None:
+                problems.append(f"{t} {key!r}: inserted row is missing")
+            elif _digest(cur, columns) != _digest(row, columns):
+                diff = sorted(c for c in columns if cur.get(c) != row.get(c))
+                problems.append(
+                    f"{t} {key!r}: digest differs from the mapped source row (columns {', '.join(diff)})"
+                )
+        return problems
+
+    def _check_references(self, conn: sa.Connection, t: str) -> list[str]:
+        """Every foreign key of the rows the stage inserted into ``t`` resolves.
+
+        One anti-join per foreign key and batch of keys (the statistics of
+        PostgreSQL tables that grew were refreshed first, see ``_analyze``).
+        """
         import sqlalchemy as sa
 
-        t = self.dst.tables[table]
-        cols = [t.c[c] for c in columns]
-        found: set[Key] = set()
-        pending = sorted(values, key=repr)
-        for start in range(0, len(pending), _BATCH):
-            chunk = pending[start : start + _BATCH]
-            cond = (
-                cols[0].in_([v[0] for v in chunk])
-                if len(cols) == 1
-                else sa.tuple_(*cols).in_(chunk)
-            )
-            found |= {
-                tuple(r) for r in conn.execute(sa.select(*cols).where(cond)).all()
-            }
-        return found
+        info = self.dst.info(t)
+        table = self.dst.tables[t]
+        keys = sorted(self.done[t], key=repr)
+        problems: list[str] = []
+        for fk in info.foreign_keys:
+            if fk.referred_table not in self.dst.tables or not keys:
+                continue
+            ref = self.dst.tables[fk.referred_table].alias("ref")
+            cols = [table.c[c] for c in fk.columns]
+            pairs = zip(fk.columns, fk.referred_columns, strict=True)
+            resolves = sa.exists().where(*(ref.c[r] == table.c[c] for c, r in pairs))
+            missing: set[Key] = set()
+            for chunk in _chunks(keys, self.dst.batch()):
+                query = (
+                    sa.select(*cols)
+                    .where(self.dst.has_key(t, chunk))
+                    .where(*(c.is_not(None) for c in cols))
+                    .where(~resolves)
+                    .distinct()
+                    .limit(20)
+                )
+                missing.update(tuple(v) for v in conn.execute(query).all())
+            problems += [
+                f"{t}: foreign key ({', '.join(fk.columns)}) = {v!r} does not resolve in {fk.referred_table}"
+                for v in sorted(missing, key=repr)
+            ]
+        return problems
 
 
 def _sqlite_transactions(engine: sa.Engine) -> None:
@@ -1160,14 +1512,25 @@ def _drift(
     conn: sa.Connection,
     dst: _Destination,
     rows: Mapping[str, Sequence[tuple[Key, str]]],
+    text_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[tuple[str, Key, dict[str, Any] | None]]:
     """``(table, key, row now or None)`` of each row whose digest is not the recorded one.
 
     ``rows`` maps tables to ``(key, digest)`` as a checkpoint recorded them;
-    rollback refuses on these rows, and verify reports them.
+    rollback refuses on these rows, and verify reports them. The rows of a
+    table in ``text_columns`` were loaded as COPY text and carry that
+    text's digest, read again with those columns.
     """
     for table, pairs in rows.items():
-        now = dst.rows(conn, table, (k for k, _ in pairs))
+        keys = [k for k, _ in pairs]
+        columns = (text_columns or {}).get(table)
+        now = dst.rows(conn, table, keys)
+        if columns:
+            texts = dst.text_digests(conn, table, columns, keys)
+            for key, digest in pairs:
+                if texts.get(key) != digest:
+                    yield table, key, now.get(key)
+            continue
         for key, digest in pairs:
             cur = now.get(key)
             if cur is None or _digest(cur) != digest:
@@ -1190,7 +1553,7 @@ def _undo(
     }
     changed: list[str] = []
     for group in (inserted, triggered):
-        for t, k, cur in _drift(conn, dst, group):
+        for t, k, cur in _drift(conn, dst, group, payload.get("text_columns")):
             what = "deleted" if cur is None else "changed"
             changed.append(f"{t} {k!r}: {what} since the stage")
     before = {t: [(k, d) for k, _, d in urows] for t, urows in updated.items()}

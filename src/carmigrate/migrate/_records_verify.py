@@ -99,7 +99,9 @@ def verify_records(ledger: Ledger, destination: str | sa.URL) -> RecordVerifyRes
                         if row is None
                         else f"{table} {key!r}: changed since stage "
                         f"{payload['stage']!r} committed"
-                        for table, key, row in _drift(conn, dst, rows)
+                        for table, key, row in _drift(
+                            conn, dst, rows, payload.get("text_columns")
+                        )
                     ]
         return RecordVerifyResult(
             stages=tuple(p["stage"] for p in stages),

@@ -337,6 +337,34 @@ class UnitsMixin:
                 n += 1
         return n
 
+    def _put_unit(
+        self, unit: Unit, verdict: Verdict, reasons: Sequence[str] = ()
+    ) -> None:
+        """Record one unit with its verdict at once (``add_units`` then ``set_verdict`` in one write)."""
+        self._writable()
+        with self._tx() as db:
+            db.execute("DELETE FROM unit_members WHERE unit = ?", (unit.name,))
+            db.execute(
+                "INSERT INTO units (name, kind, owner, data, verdict, reasons, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET kind = excluded.kind, owner = excluded.owner, data = excluded.data, "
+                "verdict = excluded.verdict, reasons = excluded.reasons, "
+                "updated = excluded.updated",
+                (
+                    unit.name,
+                    unit.kind,
+                    unit.owner,
+                    _json(unit.data),
+                    verdict.value,
+                    json.dumps(list(reasons)) if reasons else None,
+                    time.time(),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO unit_members (unit, member, position) VALUES (?, ?, ?)",
+                [(unit.name, m, i) for i, m in enumerate(unit.members)],
+            )
+
     def _unit_record(
         self, row: Sequence[Any], members: Sequence[str] | None = None
     ) -> UnitRecord:

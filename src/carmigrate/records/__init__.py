@@ -64,6 +64,7 @@ from carmigrate.records._plan import (
     RecordSummary,
     RowAction,
     RowPlan,
+    TextFingerprint,
     load_record_plan,
     save_record_plan,
 )
@@ -120,6 +121,7 @@ __all__ = [
     "TableInfo",
     "Template",
     "TemplateReference",
+    "TextFingerprint",
     "TriggerInfo",
     "UniqueInfo",
     "decode_value",

@@ -115,6 +115,7 @@ class Database:
         self._conn: sa.Connection | None = None
         self._metadata: sa.MetaData | None = None
         self._schema: SchemaInfo | None = None
+        self._copy_ready = False
 
     def __repr__(self) -> str:
         return f"Database({self.url!r})"
@@ -130,6 +131,7 @@ class Database:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            self._copy_ready = False
         self.engine.dispose()
 
     def _connection(self) -> sa.Connection:
@@ -319,6 +321,58 @@ class Database:
                 return
             last = tuple(rows[-1][c.name] for c in pk)
 
+    def copy_lines(
+        self,
+        table: str,
+        columns: Sequence[str] | None = None,
+        *,
+        keys: Iterable[Any] | None = None,
+    ) -> Iterator[bytes] | None:
+        """Rows of ``table`` as PostgreSQL ``COPY`` text lines in primary-key order, or ``None``.
+
+        ``None`` unless the database is PostgreSQL through psycopg 3 and
+        ``table`` has a one-column primary key. The lines are read in this
+        object's snapshot with the settings of
+        [COPY_SETTINGS][carmigrate.records.lowlevel.COPY_SETTINGS], so the same
+        rows give the same bytes whenever they are read (see
+        [carmigrate.records.lowlevel][]).
+
+        Args:
+            table: The table's name.
+            columns: The columns, in field order; every column by default.
+            keys: Primary-key values (not tuples) of the rows to read; the
+                whole table by default.
+
+        Raises:
+            RecordsError: No such table or column, or the database failed.
+        """
+        from carmigrate.records._pgcopy import apply_copy_settings
+        from carmigrate.records._pgcopy import copy_lines as lines
+
+        t = self.table(table)
+        pk = self._pk(t)
+        if self.dialect != "postgresql" or self.engine.dialect.driver != "psycopg":
+            return None
+        if len(pk) != 1:
+            return None
+        names = [c.name for c in self._columns(t, columns, [])]
+        conn = self._connection()
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        try:
+            if not self._copy_ready:
+                apply_copy_settings(driver)
+                self._copy_ready = True
+        except Exception as e:  # pragma: no cover - server gone
+            msg = f"reading table {table!r} of {self.url} failed: {e}"
+            raise RecordsError(msg, table=table) from e
+        ordered = None if keys is None else sorted(set(keys))
+        return _copy_errors(
+            lines(driver, table, names, order_by=pk[0].name, keys=ordered),
+            self.url,
+            table,
+        )
+
     def select_in(
         self,
         table: str,
@@ -389,6 +443,16 @@ class Database:
         except sa.exc.SQLAlchemyError as e:
             msg = f"reading table {table!r} of {self.url} failed: {e}"
             raise RecordsError(msg, table=table) from e
+
+
+def _copy_errors(lines: Iterator[bytes], url: str, table: str) -> Iterator[bytes]:
+    import psycopg
+
+    try:
+        yield from lines
+    except psycopg.Error as e:
+        msg = f"reading table {table!r} of {url} failed: {e}"
+        raise RecordsError(msg, table=table) from e
 
 
 def _in(cols: Sequence[sa.Column[Any]], values: Sequence[tuple[Any, ...]]) -> Any:

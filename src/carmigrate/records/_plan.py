@@ -40,6 +40,7 @@ __all__ = [
     "RowAction",
     "RowPlan",
     "RecordStage",
+    "TextFingerprint",
     "load_record_plan",
     "save_record_plan",
 ]
@@ -301,6 +302,54 @@ class CycleBreak:
 
 
 @attrs.frozen
+class TextFingerprint:
+    """The source rows of one table as PostgreSQL wrote them when the plan was made.
+
+    The SHA-256 of the ``COPY`` text lines of the table's rows in scope
+    (see [Database.copy_lines][carmigrate.records.Database.copy_lines]), read
+    in the same snapshot as the rows the plan was computed from. At
+    execution, reading the same lines again and finding the same digest
+    proves that no planned row changed, without decoding a single row;
+    any difference falls back to comparing every row's digest.
+
+    Attributes:
+        table: The table.
+        columns: The columns read, in field order.
+        filtered: Whether only the plan's rows were read (by primary key)
+            rather than the whole table.
+        sha256: The hex SHA-256 of the lines.
+        rows: How many lines.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    filtered: bool
+    sha256: str
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data."""
+        return {
+            "table": self.table,
+            "columns": list(self.columns),
+            "filtered": self.filtered,
+            "sha256": self.sha256,
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TextFingerprint:
+        """The inverse of [to_dict][carmigrate.records.TextFingerprint.to_dict]."""
+        return cls(
+            table=str(data["table"]),
+            columns=tuple(str(c) for c in data["columns"]),
+            filtered=bool(data["filtered"]),
+            sha256=str(data["sha256"]),
+            rows=int(data["rows"]),
+        )
+
+
+@attrs.frozen
 class RecordStage:
     """One stage: a context's tables in dependency order, and the cycles it breaks.
 
@@ -443,6 +492,9 @@ class RecordPlan:
         object_keys: Object keys the object engine maps.
         offsets: ``(table, column, offset)`` of every ``offset`` rule: the
             destination's maximum at planning plus the rule's margin.
+        fingerprints: The source rows of each table as PostgreSQL wrote
+            them at planning (PostgreSQL sources only), for a fast check at
+            execution that they did not change.
     """
 
     source: str
@@ -453,6 +505,7 @@ class RecordPlan:
     findings: tuple[Finding, ...] = ()
     object_keys: tuple[ObjectKeyChange, ...] = ()
     offsets: tuple[tuple[str, str, int], ...] = ()
+    fingerprints: tuple[TextFingerprint, ...] = ()
 
     @functools.cached_property
     def id(self) -> str:
@@ -551,6 +604,11 @@ def _header(plan: RecordPlan) -> dict[str, Any]:
         "destination": plan.destination,
         "stages": [s.to_dict() for s in plan.stages],
         "offsets": [list(o) for o in plan.offsets],
+        **(
+            {"fingerprints": [f.to_dict() for f in plan.fingerprints]}
+            if plan.fingerprints
+            else {}
+        ),
         "counts": {
             "rows": len(plan.rows),
             "id_map": len(plan.id_map),
@@ -671,6 +729,9 @@ def load_record_plan(path: str | os.PathLike[str]) -> RecordPlan:
             findings=tuple(parts["finding"]),
             object_keys=tuple(parts["object_key"]),
             offsets=tuple((str(t), str(c), int(o)) for t, c, o in header["offsets"]),
+            fingerprints=tuple(
+                TextFingerprint.from_dict(f) for f in header.get("fingerprints", ())
+            ),
         )
     except (KeyError, TypeError, ValueError) as e:
         msg = f"{name}, line 1: malformed record plan header ({e})"
@@ -678,4 +739,9 @@ def load_record_plan(path: str | os.PathLike[str]) -> RecordPlan:
     if _header(plan)["counts"] != header.get("counts"):
         msg = f"{name}: the header's counts do not match its lines"
         raise RecordsError(msg)
+    if canonical_json(header) == raw[0]:
+        # the id is the header line's digest: no need to encode every line again
+        object.__setattr__(
+            plan, "id", "sha256:" + hashlib.sha256(raw[0].encode("ascii")).hexdigest()
+        )
     return plan

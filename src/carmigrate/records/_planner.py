@@ -22,6 +22,7 @@ Each finding's policy (merge, rename, skip, fail) decides the row's action.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ from carmigrate.records._plan import (
     RecordStage,
     RowAction,
     RowPlan,
+    TextFingerprint,
 )
 from carmigrate.records._scope import Scope, Selection
 from carmigrate.records._values import row_digest
@@ -152,6 +154,7 @@ class _Planner:
             self.rules[rule.table, column] = rule
         self.key_columns = self._key_columns(selection)
         self.rows: dict[str, list[_Row]] = {}
+        self.fingerprints: list[TextFingerprint] = []
         for t in self.order:
             info = dst_schema.table(t)
             keys = selection[t]
@@ -159,6 +162,7 @@ class _Planner:
                 _Row(t, tuple(r[c] for c in info.primary_key), r)
                 for r in self.src.iter_rows(t, keys=keys)
             ]
+            self._fingerprint(t, keys)
         for t in self.order:
             self._keys(dst_schema.table(t))
         for t in self.order:
@@ -170,6 +174,29 @@ class _Planner:
                     self._compare_merged(info, row)
         self._dangling()
         return self._result()
+
+    def _fingerprint(self, table: str, keys: frozenset[tuple[Any, ...]] | None) -> None:
+        """Digest the table's rows as PostgreSQL writes them (same snapshot as the rows)."""
+        columns = tuple(c.name for c in self.src.table(table).columns)
+        lines = self.src.copy_lines(
+            table, columns, keys=None if keys is None else (k[0] for k in keys)
+        )
+        if lines is None:
+            return
+        digest = hashlib.sha256()
+        count = 0
+        for line in lines:
+            digest.update(line)
+            count += 1
+        self.fingerprints.append(
+            TextFingerprint(
+                table=table,
+                columns=columns,
+                filtered=keys is not None,
+                sha256=digest.hexdigest(),
+                rows=count,
+            )
+        )
 
     def _check_tables(
         self, src: SchemaInfo, dst: SchemaInfo, selection: Selection
@@ -877,4 +904,5 @@ class _Planner:
             findings=tuple(self.findings),
             object_keys=tuple(object_keys),
             offsets=tuple((t, c, o) for (t, c), o in sorted(self.offsets.items())),
+            fingerprints=tuple(self.fingerprints),
         )
