@@ -410,3 +410,42 @@ def test_fingerprint_value() -> None:
         table="t", columns=("a", "b"), filtered=True, sha256="0" * 64, rows=3
     )
     assert TextFingerprint.from_dict(f.to_dict()) == f
+
+
+def test_a_stage_stopped_mid_stream_releases_the_source_and_resumes(
+    pg_pair: tuple[str, str], tmp_path: Path
+) -> None:
+    """An error while a table streams must end the source's COPY (else closing it hangs)."""
+    import threading
+
+    src, dst = pg_pair
+    plan = make_plan(src, dst)
+    ledger = tmp_path / "l.db"
+
+    class Stop(Exception):
+        pass
+
+    def hook(event: str, stage: str, n: int) -> None:
+        if event == "batch" and stage == plan.stages[-1].name:
+            raise Stop
+
+    outcome: list[BaseException | None] = []
+
+    def first() -> None:
+        try:
+            with Ledger(ledger) as lg:
+                execute_records(
+                    plan, lg, source=src, destination=dst, batch_size=1, hook=hook
+                )
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=first, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "execute_records hung after an error mid-stream"
+    assert isinstance(outcome[0], Stop)
+    with Ledger(ledger) as lg:
+        result = execute_records(plan, lg, source=src, destination=dst)
+    assert [c.stage for c in result.executed] == [plan.stages[-1].name]

@@ -22,6 +22,8 @@ the marker table.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import time
@@ -280,7 +282,9 @@ def _payloads(ledger: Ledger) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _record(ledger: Ledger, payload: Mapping[str, Any]) -> None:
+def _record(
+    ledger: Ledger, payload: Mapping[str, Any], text: str | None = None
+) -> None:
     state = payload["state"]
     verdict = (
         Verdict.COMPLETE
@@ -298,6 +302,7 @@ def _record(ledger: Ledger, payload: Mapping[str, Any]) -> None:
         ),
         verdict,
         tuple(payload.get("problems", ())),
+        text,
     )
 
 
@@ -466,10 +471,12 @@ class _Destination:
         pk_i = list(columns).index(pk)
         out: dict[Key, str] = {}
         pending = sorted({k[0] for k in keys})
-        for line in copy_lines(driver, table, columns, order_by=pk, keys=pending):
-            fields = line[:-1].split(b"\t")
-            key = (codec.load(pk_i, fields[pk_i]),)
-            out[key] = _text_digest(line).hex()
+        lines = copy_lines(driver, table, columns, order_by=pk, keys=pending)
+        with contextlib.closing(lines):
+            for line in lines:
+                fields = line[:-1].split(b"\t")
+                key = (codec.load(pk_i, fields[pk_i]),)
+                out[key] = _text_digest(line).hex()
         return out
 
     def all_rows(self, conn: sa.Connection, table: str) -> dict[Key, dict[str, Any]]:
@@ -619,7 +626,7 @@ def execute_records(
                 raise
             if hook is not None:
                 hook("committed", stage.name, 0)
-            _record(ledger, done)
+            _record(ledger, done, run.payload_json)
             executed.append(_checkpoint(done))
         return RecordRunResult(
             plan_id=plan_id,
@@ -698,6 +705,7 @@ class _StageRun:
         self.fixups: dict[tuple[str, Key], dict[str, Any]] = {}
         self.trigger_rows: dict[str, set[Key]] = defaultdict(set)
         self.adopted = 0
+        self.payload_json: str | None = None
         # tables loaded as PostgreSQL COPY text (see _copy_fast), with their
         # checkpoint digests and what was sent
         self.fingerprints = {f.table: f for f in plan.fingerprints if f.table in tables}
@@ -724,6 +732,20 @@ class _StageRun:
     # -- the stage -------------------------------------------------------------
 
     def execute(self) -> dict[str, Any]:
+        # a stage allocates millions of short-lived, acyclic objects (lines,
+        # keys, digests) next to a plan of millions more: the cyclic
+        # collector's passes over that heap cost about a fifth of a large
+        # stage, so it pauses for the stage and runs again afterwards
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._execute()
+        finally:
+            if paused:
+                gc.enable()
+
+    def _execute(self) -> dict[str, Any]:
         import sqlalchemy as sa
 
         try:
@@ -906,11 +928,7 @@ class _StageRun:
         payload = self._payload("committed")
         payload.update(
             order=order,
-            inserted={
-                t: [[_enc_key(k), d] for k, d in self._digests(conn, t)]
-                for t in order
-                if self.done[t]
-            },
+            inserted={t: self._digests(conn, t) for t in order if self.done[t]},
             text_columns={t: list(self.sent[t].columns) for t in self.text_digests},
             trigger_rows={
                 t: [
@@ -931,9 +949,10 @@ class _StageRun:
                 "updated": sum(len(u) for u in updated.values()),
             },
         )
+        self.payload_json = _dumps(payload)
         conn.execute(
             self.dst.marker.insert().values(
-                plan_id=self.plan_id, stage=self.stage.name, payload=_dumps(payload)
+                plan_id=self.plan_id, stage=self.stage.name, payload=self.payload_json
             )
         )
         return payload
@@ -1004,7 +1023,13 @@ class _StageRun:
         size = self.batch_size
         digest = _text_digest
         try:
-            with driver.cursor() as cursor, cursor.copy(statement) as dest:
+            # the source's COPY must end before its connection can be used
+            # (or closed) again, whatever stops this loop
+            with (
+                contextlib.closing(lines),
+                driver.cursor() as cursor,
+                cursor.copy(statement) as dest,
+            ):
                 for line in lines:
                     seen.update(line)
                     count += 1
@@ -1060,15 +1085,17 @@ class _StageRun:
         differ = 0
         expected = sent.expected
         digest = _text_digest
-        for line in copy_lines(
+        lines = copy_lines(
             driver, table, sent.columns, order_by=pk, keys=sorted(expected)
-        ):
-            key = load_key(line[:-1].split(b"\t", pk_i + 1)[pk_i])
-            d = digest(line)
-            if expected.get(key) != d:
-                differ += 1
-            keys.append(key)
-            digests.append(d.hex())
+        )
+        with contextlib.closing(lines):
+            for line in lines:
+                key = load_key(line[:-1].split(b"\t", pk_i + 1)[pk_i])
+                d = digest(line)
+                if expected.get(key) != d:
+                    differ += 1
+                keys.append(key)
+                digests.append(d.hex())
         if not differ and len(keys) == len(expected):
             self.text_digests[table] = (keys, digests)
             return []
@@ -1077,13 +1104,13 @@ class _StageRun:
         self.columns.setdefault(table, sent.columns)
         return self._check_rows(conn, table)
 
-    def _digests(self, conn: sa.Connection, t: str) -> list[tuple[Key, str]]:
-        """``(key, digest)`` of every row the stage inserted into ``t``, in key order."""
+    def _digests(self, conn: sa.Connection, t: str) -> list[list[Any]]:
+        """``[encoded key, digest]`` of every row the stage inserted into ``t``, in key order."""
         if t in self.text_digests:
             keys, digests = self.text_digests[t]
-            return [((k,), d) for k, d in zip(keys, digests, strict=True)]
+            return [[_enc_key((k,)), d] for k, d in zip(keys, digests, strict=True)]
         return [
-            (k, _digest(r))
+            [_enc_key(k), _digest(r)]
             for k, r in sorted(self.dst.rows(conn, t, self.done[t]).items(), key=repr)
         ]
 

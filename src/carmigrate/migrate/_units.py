@@ -338,9 +338,17 @@ class UnitsMixin:
         return n
 
     def _put_unit(
-        self, unit: Unit, verdict: Verdict, reasons: Sequence[str] = ()
+        self,
+        unit: Unit,
+        verdict: Verdict,
+        reasons: Sequence[str] = (),
+        data_json: str | None = None,
     ) -> None:
-        """Record one unit with its verdict at once (``add_units`` then ``set_verdict`` in one write)."""
+        """Record one unit with its verdict at once (``add_units`` then ``set_verdict`` in one write).
+
+        ``data_json`` is the unit's data already as JSON (of an object), to
+        store instead of encoding ``unit.data`` again.
+        """
         self._writable()
         with self._tx() as db:
             db.execute("DELETE FROM unit_members WHERE unit = ?", (unit.name,))
@@ -354,7 +362,7 @@ class UnitsMixin:
                     unit.name,
                     unit.kind,
                     unit.owner,
-                    _json(unit.data),
+                    _json(unit.data) if data_json is None else data_json,
                     verdict.value,
                     json.dumps(list(reasons)) if reasons else None,
                     time.time(),

@@ -31,7 +31,7 @@ from carmigrate.records._schema import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Generator, Iterable, Iterator, Sequence
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Database", "Row", "open_database"]
 
@@ -327,7 +327,7 @@ class Database:
         columns: Sequence[str] | None = None,
         *,
         keys: Iterable[Any] | None = None,
-    ) -> Iterator[bytes] | None:
+    ) -> Generator[bytes, None, None] | None:
         """Rows of ``table`` as PostgreSQL ``COPY`` text lines in primary-key order, or ``None``.
 
         ``None`` unless the database is PostgreSQL through psycopg 3 and
@@ -445,7 +445,9 @@ class Database:
             raise RecordsError(msg, table=table) from e
 
 
-def _copy_errors(lines: Iterator[bytes], url: str, table: str) -> Iterator[bytes]:
+def _copy_errors(
+    lines: Iterator[bytes], url: str, table: str
+) -> Generator[bytes, None, None]:
     import psycopg
 
     try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from carmigrate.errors import RecordsError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Generator, Sequence
 
     import psycopg
 
@@ -130,7 +130,7 @@ def copy_lines(
     *,
     order_by: str,
     keys: Sequence[Any] | None = None,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     r"""The rows of ``table`` as ``COPY`` text lines (each ends with ``\n``), ordered by ``order_by``.
 
     Only ``columns`` are read, in that order; with ``keys``, only rows

@@ -185,9 +185,10 @@ class _Planner:
             return
         digest = hashlib.sha256()
         count = 0
-        for line in lines:
-            digest.update(line)
-            count += 1
+        with contextlib.closing(lines):
+            for line in lines:
+                digest.update(line)
+                count += 1
         self.fingerprints.append(
             TextFingerprint(
                 table=table,
