@@ -313,3 +313,67 @@ def test_plan_property(tmp_path_factory, src_users, dst_users, data) -> None:
                         r,
                         col,
                     )
+
+
+def test_plan_lines_are_the_canonical_json_of_their_values() -> None:
+    """The plan file's fast line encoders write exactly canonical_json(to_dict())."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from carmigrate.records import IdMapEntry, RowAction, RowPlan
+    from carmigrate.records._plan import _id_line, _row_from, _row_line
+    from carmigrate.records._values import canonical_json
+
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.text(),
+        st.uuids(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.datetimes(),
+        st.binary(max_size=8),
+        st.lists(st.integers(), max_size=3),
+    )
+    keys = st.lists(scalars, min_size=1, max_size=3).map(tuple)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        table=st.text(min_size=1),
+        key=keys,
+        action=st.sampled_from(list(RowAction)),
+        target=st.none() | keys,
+        changes=st.dictionaries(st.text(), scalars, max_size=4),
+        reason=st.text(max_size=5),
+        old=scalars,
+        new=scalars,
+    )
+    def check(
+        table: str,
+        key: tuple[object, ...],
+        action: RowAction,
+        target: tuple[object, ...] | None,
+        changes: dict[str, object],
+        reason: str,
+        old: object,
+        new: object,
+    ) -> None:
+        row = RowPlan(
+            table=table,
+            key=key,
+            action=action,
+            target_key=target,
+            digest="ab" * 32,
+            changes=changes,
+            reason=reason,
+        )
+        line = _row_line(row)
+        assert line == canonical_json({"row": row.to_dict()})
+        import json
+
+        assert _row_from(json.loads(line)["row"]).to_dict() == row.to_dict()
+        entry = IdMapEntry(table, "c", old, new, action)
+        assert _id_line(entry) == canonical_json({"id": entry.to_dict()})
+
+    check()

@@ -23,7 +23,12 @@ import attrs
 from carmigrate import _html
 from carmigrate.errors import PreflightError, RecordsError
 from carmigrate.records._mapping import FindingKind, Resolution
-from carmigrate.records._values import canonical_json, decode_value, encode_value
+from carmigrate.records._values import (
+    canonical_json,
+    decode_value,
+    encode_value,
+    paused_gc,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -510,7 +515,8 @@ class RecordPlan:
     @functools.cached_property
     def id(self) -> str:
         """The plan's id: ``sha256:`` and the hex SHA-256 of its header line (computed once)."""
-        header, _ = _encode(self)
+        with paused_gc():
+            header, _ = _encode(self)
         return "sha256:" + hashlib.sha256(header.encode("ascii")).hexdigest()
 
     @property
@@ -621,11 +627,62 @@ def _header(plan: RecordPlan) -> dict[str, Any]:
 _LINE_KINDS: Final = ("row", "id", "finding", "object_key")
 
 
+_quote: Final = json.encoder.encode_basestring_ascii
+
+
+def _value_json(value: object) -> str:
+    """``canonical_json(encode_value(value))``, without the calls for the common scalars."""
+    kind = type(value)
+    if isinstance(value, str) and kind is str:
+        return _quote(value)
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "null"
+    return canonical_json(encode_value(value))
+
+
+def _values_json(values: tuple[Any, ...]) -> str:
+    if len(values) == 1:
+        return _value_json(values[0])
+    return ",".join(map(_value_json, values))
+
+
+def _row_line(r: RowPlan) -> str:
+    """``canonical_json({"row": r.to_dict()})``, assembled directly (keys in sorted order)."""
+    changes = (
+        ',"changes":{'
+        + ",".join(
+            f"{_quote(c)}:{_value_json(x)}" for c, x in sorted(r.changes.items())
+        )
+        + "}"
+        if r.changes
+        else ""
+    )
+    reason = f',"reason":{_quote(r.reason)}' if r.reason else ""
+    target = (
+        "" if r.target_key is None else f',"target_key":[{_values_json(r.target_key)}]'
+    )
+    return (
+        f'{{"row":{{"action":"{r.action.value}"{changes},"digest":{_quote(r.digest)},'
+        f'"key":[{_values_json(r.key)}]{reason},"table":{_quote(r.table)}{target}}}}}'
+    )
+
+
+def _id_line(e: IdMapEntry) -> str:
+    """``canonical_json({"id": e.to_dict()})``, assembled directly."""
+    return (
+        f'{{"id":{{"action":"{e.action.value}","column":{_quote(e.column)},'
+        f'"new":{_value_json(e.new)},"old":{_value_json(e.old)},'
+        f'"table":{_quote(e.table)}}}}}'
+    )
+
+
 def _lines(plan: RecordPlan) -> Iterator[str]:
     for r in plan.rows:
-        yield canonical_json({"row": r.to_dict()})
+        yield _row_line(r)
     for e in plan.id_map:
-        yield canonical_json({"id": e.to_dict()})
+        yield _id_line(e)
     for f in plan.findings:
         yield canonical_json({"finding": f.to_dict()})
     for o in plan.object_keys:
@@ -650,7 +707,8 @@ def save_record_plan(plan: RecordPlan, path: str | os.PathLike[str]) -> None:
     Raises:
         RecordsError: The file cannot be written.
     """
-    header, lines = _encode(plan)
+    with paused_gc():
+        header, lines = _encode(plan)
     tmp = f"{os.fspath(path)}.tmp.{os.getpid()}"
     try:
         with open(tmp, "w", encoding="ascii", newline="\n") as f:
@@ -667,6 +725,40 @@ def save_record_plan(plan: RecordPlan, path: str | os.PathLike[str]) -> None:
         raise RecordsError(msg) from e
 
 
+_ACTION_OF: Final = {a.value: a for a in RowAction}
+_PLAIN_JSON: Final = frozenset({str, int, bool, type(None)})
+
+
+def _decoded(data: Any) -> Any:
+    return data if type(data) in _PLAIN_JSON else decode_value(data)
+
+
+def _row_from(data: Mapping[str, Any]) -> RowPlan:
+    """[RowPlan.from_dict][carmigrate.records.RowPlan.from_dict], without calls for the common scalars."""
+    target = data.get("target_key")
+    changes = data.get("changes")
+    return RowPlan(
+        table=data["table"],
+        key=tuple(map(_decoded, data["key"])),
+        action=_ACTION_OF[data["action"]],
+        target_key=None if target is None else tuple(map(_decoded, target)),
+        digest=data["digest"],
+        changes={} if not changes else {k: _decoded(v) for k, v in changes.items()},
+        reason=data.get("reason", ""),
+    )
+
+
+def _id_from(data: Mapping[str, Any]) -> IdMapEntry:
+    """[IdMapEntry.from_dict][carmigrate.records.IdMapEntry.from_dict], likewise."""
+    return IdMapEntry(
+        table=data["table"],
+        column=data["column"],
+        old=_decoded(data["old"]),
+        new=_decoded(data["new"]),
+        action=_ACTION_OF[data["action"]],
+    )
+
+
 def load_record_plan(path: str | os.PathLike[str]) -> RecordPlan:
     """Read a record plan written by [save_record_plan][carmigrate.records.save_record_plan].
 
@@ -675,6 +767,11 @@ def load_record_plan(path: str | os.PathLike[str]) -> RecordPlan:
             a newer version, or its lines do not match its header (counts or
             SHA-256); the message names the file and the line.
     """
+    with paused_gc():
+        return _load_record_plan(path)
+
+
+def _load_record_plan(path: str | os.PathLike[str]) -> RecordPlan:
     name = os.fspath(path)
     try:
         with open(path, encoding="ascii") as f:
@@ -706,14 +803,20 @@ def load_record_plan(path: str | os.PathLike[str]) -> RecordPlan:
         raise RecordsError(msg)
     parts: dict[str, list[Any]] = {k: [] for k in _LINE_KINDS}
     decoders: dict[str, Any] = {
-        "row": RowPlan.from_dict,
-        "id": IdMapEntry.from_dict,
+        "row": _row_from,
+        "id": _id_from,
         "finding": Finding.from_dict,
         "object_key": ObjectKeyChange.from_dict,
     }
+    # one parse of every line at once (canonical JSON has no raw newline);
+    # a line that does not parse is found again line by line, for its number
+    try:
+        datas = json.loads("[" + ",".join(raw[1:]) + "]")
+    except ValueError:
+        datas = None
     for number, line in enumerate(raw[1:], start=2):
         try:
-            data = json.loads(line)
+            data = json.loads(line) if datas is None else datas[number - 2]
             ((kind, body),) = data.items()
             parts[kind].append(decoders[kind](body))
         except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -53,7 +53,7 @@ from carmigrate.records._plan import (
     TextFingerprint,
 )
 from carmigrate.records._scope import Scope, Selection
-from carmigrate.records._values import row_digest
+from carmigrate.records._values import paused_gc, row_digest
 
 if TYPE_CHECKING:
     from carmigrate.records._database import Database
@@ -115,7 +115,8 @@ def plan_records(
             destination, a foreign-key cycle cannot be broken, or a database
             failed.
     """
-    return _Planner(source, destination, mapping or RecordMapping(), scope).plan()
+    with paused_gc():
+        return _Planner(source, destination, mapping or RecordMapping(), scope).plan()
 
 
 class _Planner:
