@@ -464,3 +464,40 @@ def test_summary_and_round_trip(pair: tuple[str, str], tmp_path: Path) -> None:
     path.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
     with pytest.raises(RecordsError, match="lines_sha256"):
         load_record_plan(path)
+
+
+def test_a_destination_foreign_key_the_source_lacks_is_left_null(
+    tmp_path: Path,
+) -> None:
+    """A newer destination schema may add a nullable foreign key: rows go in without it."""
+    import sqlite3
+
+    from carmigrate.migrate import Ledger, execute_records
+
+    src, dst = tmp_path / "s.db", tmp_path / "d.db"
+    with sqlite3.connect(src) as s:
+        s.executescript(
+            "CREATE TABLE owners (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT);"
+            "INSERT INTO owners VALUES (1); INSERT INTO items VALUES (1, 'a');"
+        )
+    with sqlite3.connect(dst) as d:
+        d.executescript(
+            "CREATE TABLE owners (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, "
+            "owner_id INTEGER REFERENCES owners(id));"
+        )
+    with (
+        open_database(f"sqlite:///{src}") as a,
+        open_database(f"sqlite:///{dst}") as b,
+    ):
+        plan = plan_records(a, b)
+    assert plan.summary().count("insert") == 2
+    with Ledger(tmp_path / "l.db") as lg:
+        execute_records(
+            plan, lg, source=f"sqlite:///{src}", destination=f"sqlite:///{dst}"
+        )
+    with sqlite3.connect(dst) as d:
+        assert d.execute("SELECT id, name, owner_id FROM items").fetchall() == [
+            (1, "a", None)
+        ]

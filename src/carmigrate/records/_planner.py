@@ -581,7 +581,7 @@ class _Planner:
     def _rewrite(self, info: TableInfo, row: _Row) -> None:
         for fk in info.foreign_keys:
             for col, ref in zip(fk.columns, fk.referred_columns, strict=True):
-                value = row.data[col]
+                value = row.data.get(col)  # None: a column the source lacks
                 if value is None or (info.name, col) in self.rules:
                     continue
                 target = self._target(fk.referred_table, ref, value)
@@ -747,7 +747,7 @@ class _Planner:
         assert row.merged is not None
         for fk in info.foreign_keys:
             for col, ref in zip(fk.columns, fk.referred_columns, strict=True):
-                value = row.data[col]
+                value = row.data.get(col)  # None: a column the source lacks
                 if value is None:
                     continue
                 mine = self._target(fk.referred_table, ref, value)
@@ -775,7 +775,7 @@ class _Planner:
             for row in self.rows[t]:
                 for fk in info.foreign_keys:
                     for col, ref in zip(fk.columns, fk.referred_columns, strict=True):
-                        v = row.data[col]
+                        v = row.data.get(col)
                         if (
                             v is not None
                             and self._target(fk.referred_table, ref, v) is _UNRESOLVED
@@ -824,7 +824,7 @@ class _Planner:
         problems = []
         for fk in info.foreign_keys:
             for col, ref in zip(fk.columns, fk.referred_columns, strict=True):
-                v = row.data[col]
+                v = row.data.get(col)
                 if v is None:
                     continue
                 target = self._target(fk.referred_table, ref, v)
