@@ -43,7 +43,10 @@ def test_cold_property() -> None:
     assert not ObjectInfo(key="k", size=1, storage_class="GLACIER", restore=done).cold
     assert not ObjectInfo(key="k", size=1, storage_class="GLACIER_IR").cold
     assert not ObjectInfo(key="k", size=1).cold
-    assert {"GLACIER", "DEEP_ARCHIVE"} == COLD_STORAGE_CLASSES
+    # Azure's Archive tier is cold; its Cool and Cold tiers read like Hot
+    assert ObjectInfo(key="k", size=1, storage_class="Archive").cold
+    assert not ObjectInfo(key="k", size=1, storage_class="Cold").cold
+    assert {"GLACIER", "DEEP_ARCHIVE", "Archive"} == COLD_STORAGE_CLASSES
 
 
 def test_capabilities_defaults_are_conservative() -> None:
