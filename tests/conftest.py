@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from pg_cluster import pg_database, postgres_socket  # noqa: F401 - shared fixtures
+
 SWIFT_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "swift-s3"
 SWIFT_MIN_PART = 64 * 1024  # the smallest multipart part both S3 servers accept
 

@@ -103,3 +103,9 @@ def legacy(backend: Backend, tmp_path: Path) -> Legacy:
     fill(b, ds.bucket_b)
     fill(d, ds.destination)
     return Legacy(ds, a, b, CountingStore(d), tmp_path / "work")
+
+
+@pytest.fixture
+def new_pg(pg_database: Callable[[], str]) -> Callable[[], str]:
+    """A maker of empty databases on the session's PostgreSQL cluster (tests/pg_cluster.py)."""
+    return pg_database

@@ -3,14 +3,12 @@ when several test folders are collected in one run)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import schema
 import sqlalchemy as sa
 
-PG_BIN = Path(os.environ.get("CARMIGRATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
-PG_PORT = 5499
+from pg_cluster import PG_BIN, PG_PORT
+
+__all__ = ["PG_BIN", "PG_PORT", "build"]
 
 
 def build(url: str, deployment: schema.Deployment | None) -> str:

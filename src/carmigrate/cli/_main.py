@@ -27,6 +27,7 @@ _GROUPS = (
     "_migrate",
     "_records",
     "_recipe",
+    "_job",
     "_doctor",
 )
 """Command modules, in help order; each has ``register(subparsers)``."""

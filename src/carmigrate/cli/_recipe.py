@@ -1,4 +1,4 @@
-"""``carmigrate recipe``: the real migrations (web3.storage → w3up, Filecoin backfill).
+"""``carmigrate recipe``: the real migrations (web3.storage → w3up, Filecoin backfill, BagIt backfill).
 
 A thin front end over [carmigrate.recipes][]. Stores are anything
 [open_store][carmigrate.storage.open_store] takes (a path, ``file://``,
@@ -31,11 +31,13 @@ from carmigrate.recipes import (
     CLI,
     CliOption,
     Recipe,
+    bag_coverage,
     get_recipe,
     recipe_names,
     run_recipe,
     work_ledger,
 )
+from carmigrate.storage import open_store
 
 if TYPE_CHECKING:
     import argparse
@@ -54,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     cmds = p.add_subparsers(dest="recipe_command", metavar="RECIPE", required=True)
     _add_report(cmds)
-    hand_written = {"filecoin-report"}
+    _add_coverage(cmds)
+    hand_written = {"filecoin-report", "bag-coverage"}
     for name in recipe_names():
         if name not in hand_written:
             _add_generated(cmds, get_recipe(name))
@@ -223,6 +226,50 @@ def _add_report(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("links", nargs="*", metavar="CAR_CID", help="only these CARs")
     p.add_argument("--json", action="store_true", help="one JSON object per CAR")
     p.set_defaults(handler=_report)
+
+
+def _add_coverage(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = cmds.add_parser(
+        "bag-coverage",
+        help="per bag version and provider: missing, warming, copying, verified, failed",
+        description=(
+            "Print every bag version of the register with its state at each provider: "
+            "verified (its replica is registered), failed (with the reason), warming "
+            "(objects being restored at the primary), copying, or missing. Reads the "
+            "register and, with --work, the bag-backfill work folder; changes nothing. "
+            "Exit 1 if a bag version failed at a provider."
+        ),
+    )
+    p.add_argument(
+        "--register", required=True, metavar="URL", help="the bag register (store URL)"
+    )
+    p.add_argument(
+        "--work", metavar="DIR", help="the bag-backfill work folder (if it ran)"
+    )
+    p.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        metavar="NAME[=URL]",
+        help="a provider to report even where nothing was done (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_coverage)
+
+
+def _coverage(args: argparse.Namespace) -> int:
+    try:
+        store = open_store(args.register)
+        try:
+            cover = bag_coverage(
+                store, args.work, providers=[t.partition("=")[0] for t in args.to]
+            )
+        finally:
+            store.close()
+    except (CarmigrateError, OSError, ValueError) as e:
+        return fail(args, str(e), kind=type(e).__name__)
+    _print(args, cover.to_dict(), cover.to_markdown())
+    return 1 if any(r.state == "failed" for r in cover.rows) else 0
 
 
 def _limits(args: argparse.Namespace) -> Limits:

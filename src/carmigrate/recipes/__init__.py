@@ -9,12 +9,89 @@
   pipeline existed → PieceCIDs (from migration ledgers, or scanned in the
   read that verifies them) → the aggregate queue → aggregates, deal
   manifests, and per CAR its aggregate and inclusion proof.
+- [carmigrate.recipes.bag_backfill][]: every BagIt bag version of a
+  storage service's register → a verified replica at each new provider:
+  objects restored from cold tiers in batches, copied (server-side where
+  possible), every byte compared with the register's digests, the replica
+  verified as a bag, then registered in a new revision of its storage
+  manifest; and the coverage of bags x providers
+  ([bag_coverage][carmigrate.recipes.bag_coverage]).
+- The bag register ([BagRegister][carmigrate.recipes.BagRegister]): storage
+  manifests per bag version as versioned JSON records in any store; and the
+  fixity cache ([FixityCache][carmigrate.recipes.FixityCache],
+  [verify_replica][carmigrate.recipes.verify_replica]): digests verified per
+  object version, so a replica gone cold is re-verified without a restore.
+- [carmigrate.recipes.osparc][]: oSPARC projects between deployments. The
+  shipped record mapping (contexts, ID rules, natural keys, implicit
+  references), one project staged and planned through the records layer,
+  a fidelity report of what is not carried, the source's defects (missing
+  and orphan objects, multipart ETags, NULL checksums, soft links), and a
+  verifiable, optionally signed CARv2 archive of a project's rows and files.
 
 What a recipe knows is in its work ledger, read with
 [work_ledger][carmigrate.recipes.work_ledger]: one unit per upload or CAR,
 with the recipe's data and a verdict with its reasons.
 """
 
+from carmigrate.recipes._bag_coverage import BagCoverage, CoverageRow, bag_coverage
+from carmigrate.recipes._bag_register import (
+    ALGORITHM_STRENGTH,
+    BagRegister,
+    ManifestFile,
+    StorageLocation,
+    StorageManifest,
+    register_bag,
+)
+from carmigrate.recipes._bag_replicas import ReplicaStore
+from carmigrate.recipes._fixity import FixityCache, ReplicaCheck, verify_replica
+from carmigrate.recipes._osparc_archive import (
+    CHUNK_SIZE,
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    OsparcArchive,
+    UploadedArchive,
+    export_osparc_projects,
+    read_osparc_archive,
+    schema_fingerprint,
+    upload_osparc_archive,
+)
+from carmigrate.recipes._osparc_files import (
+    DEFECT_KINDS,
+    OsparcFile,
+    SourceDefect,
+    check_osparc_files,
+)
+from carmigrate.recipes._osparc_import import (
+    LEASE_SECONDS,
+    LEASE_TABLE,
+    ImportState,
+    OsparcImport,
+    import_osparc_archive,
+)
+from carmigrate.recipes._osparc_jobs import (
+    JOBS_ENV,
+    JobStatus,
+    job_status,
+    jobs_folder,
+    run_osparc_import_job,
+    start_detached,
+    submit_osparc_import,
+)
+from carmigrate.recipes._osparc_rows import (
+    CARRIED_COLUMNS,
+    FILE_PATH,
+    NOT_CARRIED,
+    NotCarried,
+    OsparcFidelity,
+    new_project_uuid,
+    osparc_fidelity,
+    osparc_mapping,
+    plan_osparc_project,
+    preflight_problems,
+    read_osparc_rows,
+    rows_columns,
+    stage_osparc_project,
+)
 from carmigrate.recipes._recipe import (
     CLI,
     CliOption,
@@ -41,11 +118,17 @@ from carmigrate.recipes._w3up_records import (
     w3up_records,
     write_space_export,
 )
+from carmigrate.recipes.bag_backfill import (
+    BAG_BACKFILL,
+    BagBackfillOptions,
+    backfill_bags,
+)
 from carmigrate.recipes.filecoin_backfill import (
     FILECOIN_BACKFILL,
     BackfillOptions,
     backfill_filecoin,
 )
+from carmigrate.recipes.osparc import OSPARC, OsparcOptions
 from carmigrate.recipes.w3up_legacy import (
     DEFAULT_LAYOUT,
     W3UP_LEGACY,
@@ -55,33 +138,89 @@ from carmigrate.recipes.w3up_legacy import (
 )
 
 __all__ = [
+    "ALGORITHM_STRENGTH",
+    "BAG_BACKFILL",
     "BackfillOptions",
+    "BagBackfillOptions",
+    "BagCoverage",
+    "BagRegister",
+    "CARRIED_COLUMNS",
     "CAR_CODEC",
+    "CHUNK_SIZE",
     "CLI",
     "CliOption",
+    "CoverageRow",
     "DEFAULT_LAYOUT",
+    "DEFECT_KINDS",
+    "EXPORT_FORMAT",
     "EXPORT_PAGE_SIZE",
+    "EXPORT_VERSION",
     "FILECOIN_BACKFILL",
+    "FILE_PATH",
+    "FixityCache",
+    "ImportState",
+    "JOBS_ENV",
+    "JobStatus",
+    "LEASE_SECONDS",
+    "LEASE_TABLE",
     "LegacyUpload",
+    "ManifestFile",
+    "NOT_CARRIED",
+    "NotCarried",
+    "OSPARC",
+    "OsparcArchive",
+    "OsparcFidelity",
+    "OsparcFile",
+    "OsparcImport",
+    "OsparcOptions",
     "Recipe",
     "RecipeContext",
     "RecipeResult",
+    "ReplicaCheck",
+    "ReplicaStore",
     "RoundPlans",
     "Shard",
+    "SourceDefect",
+    "StorageLocation",
+    "StorageManifest",
     "UploadRecords",
+    "UploadedArchive",
     "W3UP_LEGACY",
     "W3upLegacyOptions",
+    "backfill_bags",
     "backfill_filecoin",
+    "bag_coverage",
     "car_cid_from_key",
+    "check_osparc_files",
     "export_name",
+    "export_osparc_projects",
     "get_recipe",
+    "import_osparc_archive",
+    "job_status",
+    "jobs_folder",
     "migrate_w3up_legacy",
+    "new_project_uuid",
     "option",
+    "osparc_fidelity",
+    "osparc_mapping",
     "parse_legacy_uploads",
+    "plan_osparc_project",
+    "preflight_problems",
+    "read_osparc_archive",
+    "read_osparc_rows",
     "read_space_export",
     "recipe_names",
+    "register_bag",
     "register_recipe",
+    "rows_columns",
+    "run_osparc_import_job",
     "run_recipe",
+    "schema_fingerprint",
+    "stage_osparc_project",
+    "start_detached",
+    "submit_osparc_import",
+    "upload_osparc_archive",
+    "verify_replica",
     "w3up_records",
     "work_ledger",
     "write_space_export",
