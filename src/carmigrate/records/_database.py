@@ -165,6 +165,21 @@ class Database:
                         info["type"] = sa.Uuid()
 
                 sa.event.listen(metadata, "column_reflect", column_reflect)
+            elif self.dialect == "mysql" and getattr(
+                self.engine.dialect, "is_mariadb", False
+            ):
+                # MariaDB's JSON is LONGTEXT with a JSON_VALID check: reflect
+                # it as JSON, so documents are read and written as on the
+                # other engines (and digest the same)
+                json_columns = self._mariadb_json_columns(conn)
+
+                def mariadb_json(
+                    inspector: object, table: sa.Table, info: dict[str, Any]
+                ) -> None:
+                    if (table.name, info["name"]) in json_columns:
+                        info["type"] = sa.JSON()
+
+                sa.event.listen(metadata, "column_reflect", mariadb_json)
             try:
                 metadata.reflect(bind=conn)
             except sa.exc.SQLAlchemyError as e:
@@ -172,6 +187,20 @@ class Database:
                 raise RecordsError(msg) from e
             self._metadata = metadata
         return self._metadata
+
+    @staticmethod
+    def _mariadb_json_columns(conn: sa.Connection) -> set[tuple[str, str]]:
+        rows = conn.exec_driver_sql(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE "
+            "FROM information_schema.CHECK_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = DATABASE()"
+        ).all()
+        out: set[tuple[str, str]] = set()
+        for table, name, clause in rows:
+            m = re.fullmatch(r"\s*json_valid\(`([^`]+)`\)\s*", str(clause), re.I)
+            if m is not None and m[1] == name:
+                out.add((str(table), m[1]))
+        return out
 
     @staticmethod
     def _sqlite_declared_types(conn: sa.Connection) -> dict[tuple[str, str], str]:
