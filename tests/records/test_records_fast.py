@@ -449,3 +449,32 @@ def test_a_stage_stopped_mid_stream_releases_the_source_and_resumes(
     with Ledger(ledger) as lg:
         result = execute_records(plan, lg, source=src, destination=dst)
     assert [c.stage for c in result.executed] == [plan.stages[-1].name]
+
+
+def test_many_rows_with_a_composite_key_are_looked_up_in_batches(
+    pg_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Composite keys go through IN lists: batches must stay under PostgreSQL's 65,535 parameters."""
+    src, dst = pg_database(), pg_database()
+    for url, rows_sql in (
+        (
+            src,
+            "INSERT INTO pairs SELECT i / 100, mod(i, 100), 'x' FROM generate_series(0, 39999) i",
+        ),
+        (dst, None),
+    ):
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (a, b))"
+            )
+            if rows_sql:
+                conn.exec_driver_sql(rows_sql)
+        engine.dispose()
+    with open_database(src) as s, open_database(dst) as d:
+        plan = plan_records(s, d)
+    assert plan.fingerprints == ()  # two-column key: row by row
+    with Ledger(tmp_path / "l.db") as lg:
+        result = execute_records(plan, lg, source=src, destination=dst)
+        assert result.executed[0].inserted == 40_000
+        assert verify_records(lg, dst).ok

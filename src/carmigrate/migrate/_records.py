@@ -417,8 +417,10 @@ class _Destination:
             return cols[0].in_([k[0] for k in keys])
         return sa.tuple_(*cols).in_(list(keys))
 
-    def batch(self) -> int:
-        return _ANY_BATCH if self.dialect == "postgresql" else _BATCH
+    def batch(self, table: str) -> int:
+        """Keys per lookup of ``table``: one array parameter on PostgreSQL, else one each."""
+        single = len(self.info(table).primary_key) == 1
+        return _ANY_BATCH if self.dialect == "postgresql" and single else _BATCH
 
     def rows(
         self, conn: sa.Connection, table: str, keys: Iterable[Key]
@@ -429,7 +431,7 @@ class _Destination:
         pk = self.info(table).primary_key
         pending = sorted(set(keys), key=repr)
         out: dict[Key, dict[str, Any]] = {}
-        for chunk in _chunks(pending, self.batch()):
+        for chunk in _chunks(pending, self.batch(table)):
             query = sa.select(t).where(self.has_key(table, chunk))
             for r in conn.execute(query).mappings():
                 row = dict(r)
@@ -444,7 +446,7 @@ class _Destination:
         cols = [t.c[c] for c in self.info(table).primary_key]
         pending = sorted(set(keys), key=repr)
         out: set[Key] = set()
-        for chunk in _chunks(pending, self.batch()):
+        for chunk in _chunks(pending, self.batch(table)):
             query = sa.select(*cols).where(self.has_key(table, chunk))
             out.update(tuple(r) for r in conn.execute(query).all())
         return out
@@ -1365,7 +1367,7 @@ class _StageRun:
             pairs = zip(fk.columns, fk.referred_columns, strict=True)
             resolves = sa.exists().where(*(ref.c[r] == table.c[c] for c, r in pairs))
             missing: set[Key] = set()
-            for chunk in _chunks(keys, self.dst.batch()):
+            for chunk in _chunks(keys, self.dst.batch(t)):
                 query = (
                     sa.select(*cols)
                     .where(self.dst.has_key(t, chunk))
