@@ -27,13 +27,18 @@ What this release does:
   removed on failure; with ``--detach``, a job
   ([submit_osparc_import][carmigrate.recipes.submit_osparc_import]) run in
   a new process, followed with ``carmigrate job status ID`` and resumed
-  after a kill with ``carmigrate job run ID``.
+  after a kill with ``carmigrate job run ID``;
+- merging one deployment into another
+  ([merge_osparc_deployments][carmigrate.recipes.merge_osparc_deployments],
+  ``carmigrate recipe osparc merge``): projects one by one, objects copied
+  and checked, then rows context by context; resumed by running it again,
+  undone by [rollback_osparc_merge][carmigrate.recipes.rollback_osparc_merge].
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -44,6 +49,7 @@ from carmigrate.recipes._osparc_archive import (
 )
 from carmigrate.recipes._osparc_import import import_osparc_archive
 from carmigrate.recipes._osparc_jobs import start_detached, submit_osparc_import
+from carmigrate.recipes._osparc_merge import merge_osparc_deployments
 from carmigrate.recipes._recipe import (
     Recipe,
     RecipeContext,
@@ -51,6 +57,9 @@ from carmigrate.recipes._recipe import (
     option,
     register_recipe,
 )
+
+if TYPE_CHECKING:
+    from carmigrate.storage import Store
 
 __all__ = ["OSPARC", "OsparcOptions"]
 
@@ -75,6 +84,18 @@ def _read_key(path: str) -> bytes:
 
 
 def _check(options: OsparcOptions) -> None:
+    if options.action == "merge":
+        sides = (options.from_db, options.from_s3, options.to_db, options.to_s3)
+        if any(x is None for x in sides) or options.staging is None:
+            msg = "merge needs --from-db, --from-s3, --to-db, --to-s3 and --staging"
+            raise ValueError(msg)
+        if options.archive:
+            msg = "merge takes no ARCHIVE"
+            raise ValueError(msg)
+        return
+    if not options.db or not options.s3:
+        msg = f"{options.action} needs --db and --s3"
+        raise ValueError(msg)
     if options.action == "export" and (not options.project or options.output is None):
         msg = "export needs --project (at least one) and -o"
         raise ValueError(msg)
@@ -99,14 +120,15 @@ class OsparcOptions:
     """The options of ``carmigrate recipe osparc``.
 
     Attributes:
-        action: ``export`` (projects to an archive) or ``import`` (an
-            archive into a deployment).
+        action: ``export`` (projects to an archive), ``import`` (an
+            archive into a deployment) or ``merge`` (deployment A into
+            deployment B).
         archive: For ``import``: the archive (one project).
         db: The deployment's database URL (the source for ``export``, the
             destination for ``import``).
         s3: Its bucket (``s3://bucket``; credentials and endpoint from the
             ``AWS_*`` environment variables).
-        project: For ``export``: the UUIDs of the projects.
+        project: For ``export`` and ``merge``: the UUIDs of the projects.
         output: For ``export``: the archive to write.
         deployment: For ``export``: a name for the source deployment.
         signing_key: For ``export``: a file with an Ed25519 private key (32
@@ -116,9 +138,21 @@ class OsparcOptions:
             and print a presigned download link.
         link_expiry: For ``export --upload``: the link's validity, seconds.
         ledger: For ``import``: the record ledger (a new SQLite file).
-        staging: For ``import``: an empty PostgreSQL database for the rows.
+        staging: For ``import``: an empty PostgreSQL database for the rows;
+            for ``merge``: a PostgreSQL database for the rows of the project
+            being merged (the carried tables are made and dropped there).
         public_key: For ``import``: a file with the 32-byte Ed25519 public
             key the archive must be signed with.
+        from_db: For ``merge``: deployment A's database URL.
+        from_s3: For ``merge``: A's bucket.
+        to_db: For ``merge``: deployment B's database URL.
+        to_s3: For ``merge``: B's bucket.
+        from_profile: For ``merge``: the AWS named profile with A's
+            credentials (default: the ``AWS_*`` environment variables).
+        to_profile: For ``merge``: the AWS named profile with B's
+            credentials (default: the ``AWS_*`` environment variables).
+        user: For ``merge``: merge the projects of these users (e-mails);
+            with neither ``user`` nor ``project``, every project.
         detach: For ``import``: submit a job, start it in a new process
             and return its id at once.
 
@@ -127,7 +161,9 @@ class OsparcOptions:
     """
 
     action: str = option(
-        "export or import", positional=True, choices=("export", "import")
+        "export, import or merge",
+        positional=True,
+        choices=("export", "import", "merge"),
     )
     archive: tuple[str, ...] = option(
         "import: the archive",
@@ -136,10 +172,17 @@ class OsparcOptions:
         default=(),
         metavar="ARCHIVE",
     )
-    db: str = option("the deployment's database URL", metavar="URL")
-    s3: str = option("the deployment's bucket", metavar="URL")
+    db: str = option(
+        "export, import: the deployment's database URL", default="", metavar="URL"
+    )
+    s3: str = option(
+        "export, import: the deployment's bucket", default="", metavar="URL"
+    )
     project: tuple[str, ...] = option(
-        "export: a project UUID (repeatable)", repeat=True, default=(), metavar="UUID"
+        "export, merge: a project UUID (repeatable)",
+        repeat=True,
+        default=(),
+        metavar="UUID",
     )
     output: str | None = option(
         "export: the archive (CARv2) to write", flag="-o", default=None, metavar="FILE"
@@ -167,12 +210,44 @@ class OsparcOptions:
         "import: the record ledger (a new file)", default=None, metavar="FILE"
     )
     staging: str | None = option(
-        "import: an empty PostgreSQL database for the rows", default=None, metavar="URL"
+        "import: an empty PostgreSQL database for the rows; merge: a PostgreSQL "
+        "database for the rows of the project being merged",
+        default=None,
+        metavar="URL",
     )
     public_key: str | None = option(
         "import: require a signature by this Ed25519 public key (32 raw bytes)",
         default=None,
         metavar="FILE",
+    )
+
+    from_db: str | None = option(
+        "merge: deployment A's database URL (merged from)", default=None, metavar="URL"
+    )
+    from_s3: str | None = option(
+        "merge: A's bucket (s3://bucket)", default=None, metavar="URL"
+    )
+    to_db: str | None = option(
+        "merge: deployment B's database URL (merged into)", default=None, metavar="URL"
+    )
+    to_s3: str | None = option(
+        "merge: B's bucket (s3://bucket)", default=None, metavar="URL"
+    )
+    from_profile: str | None = option(
+        "merge: the AWS profile (~/.aws) with A's credentials",
+        default=None,
+        metavar="NAME",
+    )
+    to_profile: str | None = option(
+        "merge: the AWS profile (~/.aws) with B's credentials",
+        default=None,
+        metavar="NAME",
+    )
+    user: tuple[str, ...] = option(
+        "merge: the projects of this user (e-mail, any case; repeatable)",
+        repeat=True,
+        default=(),
+        metavar="EMAIL",
     )
 
     detach: bool = option(
@@ -185,6 +260,17 @@ class OsparcOptions:
 
 
 def _make_plans(options: OsparcOptions, ctx: RecipeContext) -> RoundPlans:
+    if options.action == "merge":
+        return RoundPlans(
+            units=(
+                Unit(
+                    name="merge",
+                    kind="osparc-merge",
+                    owner="",
+                    data={"action": "merge"},
+                ),
+            )
+        )
     names = options.project if options.action == "export" else options.archive
     units = tuple(
         Unit(
@@ -201,6 +287,8 @@ def _make_plans(options: OsparcOptions, ctx: RecipeContext) -> RoundPlans:
 def _finish(options: OsparcOptions, ctx: RecipeContext) -> dict[str, Any]:
     if ctx.dry_run:
         return {"action": options.action}
+    if options.action == "merge":
+        return _merge(options, ctx)
     store = ctx.store(options.s3)
     if options.action == "import":
         assert options.ledger is not None  # _check
@@ -264,16 +352,54 @@ def _finish(options: OsparcOptions, ctx: RecipeContext) -> dict[str, Any]:
     return out
 
 
+def _merge(options: OsparcOptions, ctx: RecipeContext) -> dict[str, Any]:
+    from carmigrate.storage import open_store
+
+    assert options.from_db is not None  # _check
+    assert options.to_db is not None
+    assert options.from_s3 is not None
+    assert options.to_s3 is not None
+    assert options.staging is not None
+
+    opened: list[Store] = []
+
+    def side(url: str, profile: str | None) -> Store:
+        if profile is None:
+            return ctx.store(url)
+        opened.append(open_store(url, profile=profile))
+        return opened[-1]
+
+    try:
+        done = merge_osparc_deployments(
+            options.from_db,
+            side(options.from_s3, options.from_profile),
+            options.to_db,
+            side(options.to_s3, options.to_profile),
+            ctx.work / "osparc-merge",
+            staging=options.staging,
+            users=options.user,
+            projects=options.project,
+        )
+    finally:
+        for store in opened:
+            store.close()
+    ctx.ledger.set_verdict("merge", Verdict.COMPLETE, [])
+    return done.to_dict()
+
+
 OSPARC: Recipe[OsparcOptions] = register_recipe(
     Recipe(
         name="osparc",
-        summary="oSPARC projects: export to a verifiable CAR archive, import into a deployment",
+        summary="oSPARC projects: export to a verifiable CAR archive, import into a deployment, merge deployments",
         description=(
             "export: oSPARC projects (rows of projects, projects_nodes, file_meta_data "
             "and their S3 objects) to a CARv2 archive whose root is a DAG-CBOR manifest, "
             "with a fidelity report and the source's defects; optionally signed (Ed25519). "
             "import: verify an archive, pre-flight, lock the project, write its files "
-            "then its rows, and remove everything written if anything fails."
+            "then its rows, and remove everything written if anything fails. "
+            "merge: every project of deployment A (or --user/--project) into B, "
+            "users merged by e-mail, objects copied and checked against the rows' "
+            "checksums, then the rows context by context; run again to resume."
         ),
         options=OsparcOptions,
         make_plans=_make_plans,
@@ -281,4 +407,4 @@ OSPARC: Recipe[OsparcOptions] = register_recipe(
         unit_label="projects",
     )
 )
-"""The registered recipe: ``carmigrate recipe osparc export --db URL --s3 URL --project UUID -o FILE --work DIR``, ``carmigrate recipe osparc import ARCHIVE --db URL --s3 URL --ledger FILE --staging URL --work DIR``."""
+"""The registered recipe: ``carmigrate recipe osparc export --db URL --s3 URL --project UUID -o FILE --work DIR``, ``carmigrate recipe osparc import ARCHIVE --db URL --s3 URL --ledger FILE --staging URL --work DIR``, ``carmigrate recipe osparc merge --from-db URL --from-s3 URL --to-db URL --to-s3 URL --staging URL --work DIR``."""
