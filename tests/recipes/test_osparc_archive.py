@@ -416,6 +416,7 @@ def test_import_failure_removes_everything_it_wrote(
     engine.dispose()
     before_keys = {o.key for o in store.list()}
     before_projects = rows_of(db, "SELECT uuid FROM projects ORDER BY id")
+    before_dump = data_dump(db)
     with pytest.raises(Exception, match="file rows refused"):
         import_osparc_archive(
             exported(source, bucket, tmp_path),
@@ -427,6 +428,48 @@ def test_import_failure_removes_everything_it_wrote(
     assert {o.key for o in store.list()} == before_keys
     assert rows_of(db, "SELECT uuid FROM projects ORDER BY id") == before_projects
     assert rows_of(db, f"SELECT * FROM {LEASE_TABLE}") == []
+    # every row of every table is as it was (pg_dump --data-only)
+    assert data_dump(db) == before_dump
+
+
+def data_dump(url: str) -> list[str]:
+    """``pg_dump --data-only`` of the deployment's tables, lines sorted.
+
+    carmigrate's own tables (the record stages' markers, the leases) are
+    left out, and so are sequence positions: PostgreSQL never rewinds a
+    sequence, and the stages that committed before the failure moved them.
+    """
+    import subprocess
+
+    import sqlalchemy as sa
+
+    from pg_cluster import PG_BIN
+
+    u = sa.make_url(url)
+    out = subprocess.run(
+        [
+            str(PG_BIN / "pg_dump"),
+            "--data-only",
+            "--exclude-table=carmigrate_*",
+            "-h",
+            str(u.query["host"]),
+            "-p",
+            str(u.query["port"]),
+            "-U",
+            "postgres",
+            str(u.database),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sorted(
+        line
+        for line in out.splitlines()
+        if line
+        and not line.startswith(("--", "\\restrict", "\\unrestrict"))
+        and "pg_catalog.setval" not in line
+    )
 
 
 def test_import_refuses_before_writing(
