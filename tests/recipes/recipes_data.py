@@ -25,7 +25,7 @@ import attrs
 from carmigrate.car import CarWriter
 from carmigrate.cid import CID, Multihash, encode_dag_cbor
 from carmigrate.recipes import CAR_CODEC
-from carmigrate.storage import Capabilities, ObjectInfo, Store, WriteData
+from carmigrate.storage import Capabilities, ObjectInfo, S3Store, Store, WriteData
 
 KIB = 1024
 BLOCK = 256 * KIB
@@ -287,3 +287,24 @@ class CountingStore:
     def reset(self) -> None:
         self.writes.clear()
         self.reads.clear()
+
+
+def new_bucket(moto: dict[str, Any], prefix: str, key_id: str | None = None) -> S3Store:
+    """A new, empty bucket on the session's moto server (``key_id``: this side's own credentials; moto takes any)."""
+    import uuid
+
+    import boto3
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto["endpoint_url"],
+        aws_access_key_id=moto["access_key_id"],
+        aws_secret_access_key=moto["secret_access_key"],
+        region_name=moto["region"],
+    )
+    client.create_bucket(Bucket=name)
+    client.close()
+    if key_id is None:
+        return S3Store(name, **moto)
+    return S3Store(name, **{**moto, "access_key_id": key_id})

@@ -11,6 +11,7 @@ from typing import Any
 
 import osparc_schema as gen
 import pytest
+from recipes_data import new_bucket
 
 from carmigrate.cid import decode_dag_cbor
 from carmigrate.cli import main
@@ -35,26 +36,14 @@ from carmigrate.recipes import (
     run_osparc_import_job,
     submit_osparc_import,
 )
-from carmigrate.storage import S3Store, Store
+from carmigrate.storage import Store
 
 pytestmark = pytest.mark.s3
 
 
 @pytest.fixture
 def bucket(recipes_moto: dict[str, Any]) -> Iterator[Store]:
-    import boto3
-
-    name = f"b-simcore-{uuid.uuid4().hex[:8]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=recipes_moto["endpoint_url"],
-        aws_access_key_id=recipes_moto["access_key_id"],
-        aws_secret_access_key=recipes_moto["secret_access_key"],
-        region_name=recipes_moto["region"],
-    )
-    client.create_bucket(Bucket=name)
-    client.close()
-    store = S3Store(name, **recipes_moto)
+    store = new_bucket(recipes_moto, "b-simcore")
     yield store
     store.close()
 
@@ -308,21 +297,9 @@ def test_cli_export_then_extract_one_file_with_car_commands(
 def destination(
     new_pg: Callable[[], str], recipes_moto: dict[str, Any]
 ) -> Iterator[tuple[str, Store]]:
-    import boto3
-
     url = new_pg()
     gen.create(url)
-    name = f"a-simcore-{uuid.uuid4().hex[:8]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=recipes_moto["endpoint_url"],
-        aws_access_key_id=recipes_moto["access_key_id"],
-        aws_secret_access_key=recipes_moto["secret_access_key"],
-        region_name=recipes_moto["region"],
-    )
-    client.create_bucket(Bucket=name)
-    client.close()
-    store = S3Store(name, **recipes_moto)
+    store = new_bucket(recipes_moto, "a-simcore")
     gen.populate(url, gen.DEST, put=store.write)
     yield url, store
     store.close()

@@ -14,6 +14,7 @@ import attrs
 import osparc_schema as gen
 import pytest
 import sqlalchemy as sa
+from recipes_data import new_bucket
 
 from carmigrate.cli import main
 from carmigrate.errors import PreflightError, VerificationError
@@ -30,23 +31,6 @@ pytestmark = pytest.mark.s3
 
 NS = uuid.UUID("3c2b1a09-0807-4605-8403-020100ffeedd")
 CHOSEN = ("alice@example.org", "BOB@b.example")  # survey and filler
-
-
-def new_bucket(moto: dict[str, Any], prefix: str, key_id: str) -> S3Store:
-    import boto3
-
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto["endpoint_url"],
-        aws_access_key_id=moto["access_key_id"],
-        aws_secret_access_key=moto["secret_access_key"],
-        region_name=moto["region"],
-    )
-    client.create_bucket(Bucket=name)
-    client.close()
-    # each side with its own credentials (moto takes any)
-    return S3Store(name, **{**moto, "access_key_id": key_id})
 
 
 @attrs.define
