@@ -22,7 +22,7 @@ Each round measures, in paired order rotated per round:
   the same rows and bytes, with no id remapping, no merge and no checks
   beyond rclone's.
 
-Usage: python benchmarks/bench_osparc.py [--projects N] [--file-kib K] [--rounds R]
+Usage: python benchmarks/bench_osparc.py [--quick] [--projects N] [--file-kib K] [--rounds R]
 Prints a Markdown table.
 """
 
@@ -104,7 +104,12 @@ def main() -> None:
     ap.add_argument("--projects", type=int, default=20)
     ap.add_argument("--file-kib", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--quick", action="store_true", help="3 projects of 64 KiB files, 1 round"
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.projects, args.file_kib, args.rounds = 3, 64, 1
     if not (PG_BIN / "initdb").exists() or shutil.which("rclone") is None:
         print("needs PostgreSQL 15 and rclone: skipped")
         return
