@@ -33,6 +33,7 @@ from carmigrate.recipes import (
     Recipe,
     bag_coverage,
     get_recipe,
+    owncloud_inventory,
     recipe_names,
     run_recipe,
     work_ledger,
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmds = p.add_subparsers(dest="recipe_command", metavar="RECIPE", required=True)
     _add_report(cmds)
     _add_coverage(cmds)
+    _add_owncloud(cmds)
     hand_written = {"filecoin-report", "bag-coverage"}
     for name in recipe_names():
         if name not in hand_written:
@@ -270,6 +272,70 @@ def _coverage(args: argparse.Namespace) -> int:
         return fail(args, str(e), kind=type(e).__name__)
     _print(args, cover.to_dict(), cover.to_markdown())
     return 1 if any(r.state == "failed" for r in cover.rows) else 0
+
+
+def _add_owncloud(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = cmds.add_parser(
+        "owncloud-inventory",
+        help="an ownCloud 10 instance: files, folders, versions, trash, shares per user",
+        description=(
+            "Count what each user of an ownCloud 10 instance has (database and data "
+            "directory), and report rows without blobs, blobs without rows, sizes and "
+            "checksums that differ, rows without parents and shares without files. "
+            "Reads only; fixes nothing. Exit 1 if there are findings."
+        ),
+    )
+    p.add_argument(
+        "--db",
+        required=True,
+        metavar="URL",
+        help="the ownCloud database (SQLAlchemy URL: sqlite:///…, mysql+pymysql://…)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="URL",
+        help="the data directory (a path or store URL)",
+    )
+    p.add_argument(
+        "--users",
+        action="append",
+        metavar="NAME[,NAME…]",
+        help="only these users (repeatable, or comma-separated); all by default",
+    )
+    p.add_argument(
+        "--config", metavar="PATH", help="ownCloud's config.php (for the instance id)"
+    )
+    p.add_argument(
+        "--instance-id", metavar="ID", help="the instance id, without --config"
+    )
+    p.add_argument(
+        "--table-prefix",
+        default="oc_",
+        metavar="PREFIX",
+        help="ownCloud's dbtableprefix (default oc_)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_owncloud)
+
+
+def _owncloud(args: argparse.Namespace) -> int:
+    users = None
+    if args.users is not None:
+        users = [u for arg in args.users for u in arg.split(",") if u]
+    try:
+        inventory = owncloud_inventory(
+            args.db,
+            args.data,
+            users,
+            config=args.config,
+            instance_id=args.instance_id,
+            table_prefix=args.table_prefix,
+        )
+    except (CarmigrateError, OSError, ValueError) as e:
+        return fail(args, str(e), kind=type(e).__name__)
+    _print(args, inventory.to_dict(), inventory.to_markdown())
+    return 1 if inventory.findings else 0
 
 
 def _limits(args: argparse.Namespace) -> Limits:

@@ -27,6 +27,10 @@
   a fidelity report of what is not carried, the source's defects (missing
   and orphan objects, multipart ETags, NULL checksums, soft links), and a
   verifiable, optionally signed CARv2 archive of a project's rows and files.
+- [carmigrate.recipes.owncloud][]: ownCloud 10 → oCIS. An inventory of an
+  instance (database and data directory): per user its files, folders,
+  versions, trash, shares and bytes, and where the two sides disagree
+  ([owncloud_inventory][carmigrate.recipes.owncloud_inventory]).
 
 What a recipe knows is in its work ledger, read with
 [work_ledger][carmigrate.recipes.work_ledger]: one unit per upload or CAR,
@@ -137,6 +141,14 @@ from carmigrate.recipes.filecoin_backfill import (
     backfill_filecoin,
 )
 from carmigrate.recipes.osparc import OSPARC, OsparcOptions
+from carmigrate.recipes.owncloud import (
+    OWNCLOUD_FINDING_KINDS,
+    OwncloudFinding,
+    OwncloudInventory,
+    OwncloudUserCounts,
+    owncloud_inventory,
+    read_owncloud_instance_id,
+)
 from carmigrate.recipes.w3up_legacy import (
     DEFAULT_LAYOUT,
     W3UP_LEGACY,
@@ -178,12 +190,16 @@ __all__ = [
     "NOT_CARRIED",
     "NotCarried",
     "OSPARC",
+    "OWNCLOUD_FINDING_KINDS",
     "OsparcArchive",
     "OsparcFidelity",
     "OsparcFile",
     "OsparcImport",
     "OsparcMerge",
     "OsparcOptions",
+    "OwncloudFinding",
+    "OwncloudInventory",
+    "OwncloudUserCounts",
     "Recipe",
     "RecipeContext",
     "RecipeResult",
@@ -215,11 +231,13 @@ __all__ = [
     "option",
     "osparc_fidelity",
     "osparc_mapping",
+    "owncloud_inventory",
     "parse_legacy_uploads",
     "plan_osparc_project",
     "preflight_problems",
     "read_osparc_archive",
     "read_osparc_rows",
+    "read_owncloud_instance_id",
     "read_space_export",
     "recipe_names",
     "register_bag",
