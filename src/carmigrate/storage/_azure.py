@@ -11,6 +11,7 @@ import collections
 import concurrent.futures
 import contextlib
 import datetime
+import functools
 import hashlib
 import heapq
 import io
@@ -67,7 +68,11 @@ from carmigrate.storage._keys import (
     validate_key,
     validate_prefix,
 )
-from carmigrate.storage._retry import RetryPolicy
+from carmigrate.storage._retry import (
+    RetryPolicy,
+    VendorPassthrough,
+    call_translated,
+)
 from carmigrate.storage._s3 import _PartReader
 from carmigrate.storage._unlisted import Unmigratable
 
@@ -209,13 +214,7 @@ def _utf16_bound(name: str) -> str:
     return name
 
 
-class _Passthrough(Exception):
-    """A vendor error the caller wants to inspect before translation."""
-
-    def __init__(self, code: str, original: BaseException) -> None:
-        super().__init__(code)
-        self.code = code
-        self.original = original
+_Passthrough = VendorPassthrough
 
 
 class _SourceUrl:
@@ -785,21 +784,13 @@ class AzureBlobStore:
 
         Error codes in ``passthrough`` raise ``_Passthrough`` untranslated.
         """
-        attempt = 1
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as e:
-                code = _code_of(e) if not isinstance(e, CarmigrateError) else ""
-                if code and code in passthrough:
-                    raise _Passthrough(code, e) from e
-                err = self._translate(e, key, op)
-                if err is None:
-                    raise
-                if not err.transient or attempt >= self._retry.max_attempts:
-                    raise err from e
-            self._retry.sleep(self._retry.delay(attempt))
-            attempt += 1
+        return call_translated(
+            self._retry,
+            functools.partial(fn, *args, **kwargs),
+            lambda e: self._translate(e, key, op),
+            lambda e: "" if isinstance(e, CarmigrateError) else _code_of(e),
+            passthrough,
+        )
 
     @staticmethod
     def _check_metadata(

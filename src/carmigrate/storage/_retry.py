@@ -74,3 +74,44 @@ class RetryPolicy:
                     raise
             self.sleep(self.delay(attempt))
             attempt += 1
+
+
+class VendorPassthrough(Exception):
+    """A vendor error a backend wants to inspect before translation (see ``call_translated``)."""
+
+    def __init__(self, code: str, original: BaseException) -> None:
+        super().__init__(code)
+        self.code = code
+        self.original = original
+
+
+def call_translated(
+    policy: RetryPolicy,
+    fn: Callable[[], T],
+    translate: Callable[[BaseException], CarmigrateError | None],
+    code_of: Callable[[BaseException], str | None],
+    passthrough: frozenset[str] = frozenset(),
+) -> T:
+    """Call a vendor SDK's ``fn`` with ``policy``'s retries; a backend's one retry loop.
+
+    Each exception is first given its vendor error code by ``code_of``: a
+    code in ``passthrough`` raises ``VendorPassthrough`` at once,
+    untranslated, for the caller to handle. Otherwise ``translate`` turns it
+    into a carmigrate error (``None``: not the backend's, re-raised as is);
+    a transient one is retried until ``policy.max_attempts``.
+    """
+    attempt = 1
+    while True:
+        try:
+            return fn()
+        except Exception as e:
+            code = code_of(e)
+            if code and code in passthrough:
+                raise VendorPassthrough(code, e) from e
+            err = translate(e)
+            if err is None:
+                raise
+            if not err.transient or attempt >= policy.max_attempts:
+                raise err from e
+        policy.sleep(policy.delay(attempt))
+        attempt += 1

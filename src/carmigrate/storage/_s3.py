@@ -69,7 +69,11 @@ from carmigrate.storage._keys import (
     validate_key,
     validate_prefix,
 )
-from carmigrate.storage._retry import RetryPolicy
+from carmigrate.storage._retry import (
+    RetryPolicy,
+    VendorPassthrough,
+    call_translated,
+)
 from carmigrate.storage._unlisted import Unmigratable
 
 if TYPE_CHECKING:
@@ -222,13 +226,7 @@ def _strip_userinfo(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-class _Passthrough(Exception):
-    """A vendor error the caller wants to inspect before translation."""
-
-    def __init__(self, code: str, original: BaseException) -> None:
-        super().__init__(code)
-        self.code = code
-        self.original = original
+_Passthrough = VendorPassthrough
 
 
 class _PartReader:
@@ -746,21 +744,13 @@ class S3Store:
 
         Error codes in ``passthrough`` raise ``_Passthrough`` untranslated.
         """
-        attempt = 1
-        while True:
-            try:
-                return fn(**kwargs)
-            except Exception as e:
-                code = self._error_code(e)
-                if code is not None and code in passthrough:
-                    raise _Passthrough(code, e) from e
-                err = self._translate(e, key, op)
-                if err is None:
-                    raise
-                if not err.transient or attempt >= self._retry.max_attempts:
-                    raise err from e
-            self._retry.sleep(self._retry.delay(attempt))
-            attempt += 1
+        return call_translated(
+            self._retry,
+            functools.partial(fn, **kwargs),
+            lambda e: self._translate(e, key, op),
+            self._error_code,
+            passthrough,
+        )
 
     @staticmethod
     def _error_code(exc: BaseException) -> str | None:
