@@ -111,3 +111,25 @@ def pg_database(postgres_socket: str) -> Iterator[Callable[[], str]]:
         for name in made:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.dispose()
+
+
+def pg_dump_lines(url: str, *options: str) -> list[str]:
+    """The lines ``pg_dump`` prints for the database of ``url`` (on this cluster), with ``options``."""
+    u = sa.make_url(url)
+    out = subprocess.run(
+        [
+            str(PG_BIN / "pg_dump"),
+            *options,
+            "-h",
+            str(u.query["host"]),
+            "-p",
+            str(u.query["port"]),
+            "-U",
+            "postgres",
+            str(u.database),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.splitlines()

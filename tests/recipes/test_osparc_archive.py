@@ -416,33 +416,12 @@ def data_dump(url: str) -> list[str]:
     left out, and so are sequence positions: PostgreSQL never rewinds a
     sequence, and the stages that committed before the failure moved them.
     """
-    import subprocess
+    from pg_cluster import pg_dump_lines
 
-    import sqlalchemy as sa
-
-    from pg_cluster import PG_BIN
-
-    u = sa.make_url(url)
-    out = subprocess.run(
-        [
-            str(PG_BIN / "pg_dump"),
-            "--data-only",
-            "--exclude-table=carmigrate_*",
-            "-h",
-            str(u.query["host"]),
-            "-p",
-            str(u.query["port"]),
-            "-U",
-            "postgres",
-            str(u.database),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = pg_dump_lines(url, "--data-only", "--exclude-table=carmigrate_*")
     return sorted(
         line
-        for line in out.splitlines()
+        for line in out
         if line
         and not line.startswith(("--", "\\restrict", "\\unrestrict"))
         and "pg_catalog.setval" not in line

@@ -9,7 +9,6 @@ The tests count the calls there and compare runs with each seam turned off.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from carmigrate.records import (
     plan_records,
     row_digest,
 )
+from pg_cluster import pg_dump_lines
 
 
 @pytest.fixture
@@ -65,28 +65,11 @@ def digests(url: str) -> dict[str, list[str]]:
 
 def pg_dump(url: str) -> list[str]:
     """``pg_dump --data-only`` (COPY format), its data lines sorted, the marker table left out."""
-    u = sa.make_url(url)
-    out = subprocess.run(
-        [
-            str(PG_BIN / "pg_dump"),
-            "--data-only",
-            f"--exclude-table={MARKER_TABLE}",
-            "-h",
-            str(u.query["host"]),
-            "-p",
-            str(u.query["port"]),
-            "-U",
-            "postgres",
-            str(u.database),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    lines = pg_dump_lines(url, "--data-only", f"--exclude-table={MARKER_TABLE}")
     # comments and pg_dump's per-run "\\restrict <random key>" lines aside
     return sorted(
         line
-        for line in out.splitlines()
+        for line in lines
         if line and not line.startswith(("--", "\\restrict", "\\unrestrict"))
     )
 

@@ -36,6 +36,7 @@ from carmigrate.records import (
     plan_records,
     save_record_plan,
 )
+from pg_cluster import pg_dump_lines
 
 EXECUTABLE = schema.EXECUTABLE
 
@@ -99,22 +100,10 @@ def digests(url: str) -> dict[str, set[str]]:
 
 
 def pg_dump(url: str) -> list[str]:
-    u = sa.make_url(url)
-    cmd = [
-        str(PG_BIN / "pg_dump"),
-        "--data-only",
-        "--inserts",
-        f"--exclude-table={MARKER_TABLE}",
-        "-h",
-        str(u.query["host"]),
-        "-p",
-        str(u.query["port"]),
-        "-U",
-        "postgres",
-        str(u.database),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return sorted(line for line in out.splitlines() if line.startswith("INSERT"))
+    options = ("--data-only", "--inserts", f"--exclude-table={MARKER_TABLE}")
+    return sorted(
+        line for line in pg_dump_lines(url, *options) if line.startswith("INSERT")
+    )
 
 
 def test_merge_two_deployments(pair: tuple[str, str], tmp_path: Path) -> None:
