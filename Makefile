@@ -15,7 +15,7 @@ help:
 $(STAMP): pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q -e '.[s3,azure,fsspec,dask,testing,interop,progress,blake3,records,osparc]' --group dev
+	$(BIN)/python -m pip install -q -e '.[s3,azure,fsspec,dask,testing,interop,progress,blake3,records,osparc,ocis]' --group dev
 	touch $@
 
 # System packages the test servers need (OpenStack Swift, memcached, rclone).

@@ -125,6 +125,14 @@ CREATE TABLE oc_share (
     share_name VARCHAR(64) DEFAULT NULL,
     attributes CLOB DEFAULT NULL
 );
+CREATE TABLE oc_groups (
+    gid VARCHAR(64) DEFAULT '' NOT NULL PRIMARY KEY
+);
+CREATE TABLE oc_group_user (
+    gid VARCHAR(64) DEFAULT '' NOT NULL,
+    uid VARCHAR(64) DEFAULT '' NOT NULL,
+    PRIMARY KEY(gid, uid)
+);
 CREATE TABLE oc_files_trash (
     auto_id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     id VARCHAR(250) DEFAULT '' NOT NULL,
@@ -152,7 +160,14 @@ MIMETYPES = (
 FILE_PERMISSIONS = 27
 FOLDER_PERMISSIONS = 31
 SHARE_TYPE_USER = 0
+SHARE_TYPE_GROUP = 1
+SHARE_TYPE_USERGROUP = 2  # a group share's row for one member (its own state)
 SHARE_TYPE_LINK = 3
+SHARE_TYPE_REMOTE = 6  # federated
+# OCP\Share\Constants (lib/private/Share/Constants.php): oc_share.accepted
+STATE_ACCEPTED = 0
+STATE_PENDING = 1
+STATE_REJECTED = 2
 MTIME = 1564775936
 
 
@@ -199,6 +214,7 @@ class OwncloudInstance:
     fileids: dict[tuple[str, str], int] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     expected: list[Expected] = field(default_factory=list)
+    shares: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def db_url(self) -> str:
@@ -227,6 +243,31 @@ LAYOUT: dict[str, list[tuple[str, bytes | None]]] = {
         ("files_versions/welcome.txt.v1564775936", b"Welcome!\n"),
     ],
 }
+# extended instances: three more users, in two groups with alice and bob
+EXTRA_LAYOUT: dict[str, list[tuple[str, bytes | None]]] = {
+    "carol": [
+        ("files/Music", None),
+        ("files/Music/playlist.txt", b"1. Fado\n2. Morna\n"),
+        ("files/Budget.ods", b"PK\x03\x04" + b"budget rows\n" * 40),
+        ("files_versions/Budget.ods.v1563000000", b"PK\x03\x04" + b"old rows\n"),
+    ],
+    "dave": [
+        ("files/Scans", None),
+        ("files/Scans/scan-001.pdf", b"%PDF-1.4\n" + b"scan\n" * 100),
+        ("files/notes.txt", b"dave's notes\n"),
+    ],
+    "erin": [
+        ("files/todo.md", b"- ship it\n"),
+        ("files_trashbin/files/old.txt.d1566000000", b"old text, second version\n"),
+        ("files_trashbin/versions/old.txt.v1565900000.d1566000000", b"old text\n"),
+    ],
+}
+GROUPS = {"eng": ("bob", "erin"), "sales": ("alice", "carol", "dave")}
+EXTRA_TRASH = [("erin", "old.txt", "1566000000", ".", "file")]
+LINK_PASSWORD_HASH = "1|$2y$10$7sZJiT0aFVDIy5YB0Eo6Ee1sLwX9yCTu7ZPp4ISmEDZQmQ6hSMXKa"
+LINK_EXPIRATION = "2027-01-31 00:00:00"
+# as DefaultShareProvider::formatShareAttributes stores them: [scope, key, enabled]
+DOWNLOAD_OFF = '[["permissions","download",false]]'
 # (user, id, timestamp, location, type): oc_files_trash rows
 TRASH = [
     ("alice", "TODO.txt", "1565721976", ".", "file"),
@@ -256,19 +297,36 @@ COUNTS = {
 }
 
 
+def _resize(db: sqlite3.Connection) -> None:
+    """A folder's ``size`` is the size of the files below it, as ownCloud's scanner keeps it."""
+    d = db.execute("SELECT id FROM oc_mimetypes WHERE mimetype = ?", (DIRECTORY,))
+    directory = d.fetchone()[0]
+    db.execute(
+        "UPDATE oc_filecache AS f SET size = (SELECT COALESCE(SUM(c.size), 0)"
+        " FROM oc_filecache c WHERE c.storage = f.storage AND c.mimetype != ?"
+        " AND c.path LIKE f.path || '/%')"
+        " WHERE f.mimetype = ? AND (f.path = 'files' OR f.path LIKE 'files/%')",
+        (directory, directory),
+    )
+
+
 def _parents(path: str) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def make_owncloud_instance(
-    root: Path, *, inject: tuple[str, ...] = ()
+    root: Path, *, inject: tuple[str, ...] = (), extended: bool = False
 ) -> OwncloudInstance:
     """Write an instance under ``root`` (``owncloud.db``, ``data/``, ``config.php``).
 
     Args:
         root: An empty folder.
         inject: Inconsistencies to introduce, by finding kind (see ``KINDS``).
+        extended: Five users in two groups (``EXTRA_LAYOUT``, ``GROUPS``) and
+            a share of every kind (group shares with each member's state, a
+            reshare, a link with password and expiration, attributes, a
+            federated share), recorded in ``shares``.
     """
     bad = set(inject) - set(KINDS)
     assert not bad, f"unknown kinds {bad}"
@@ -332,7 +390,8 @@ def make_owncloud_instance(
         )
         return int(cur.lastrowid or 0)
 
-    for user, entries in LAYOUT.items():
+    layout = {**LAYOUT, **EXTRA_LAYOUT} if extended else LAYOUT
+    for user, entries in layout.items():
         db.execute(
             "INSERT INTO oc_users (uid, displayname, password) VALUES (?,?,?)",
             (user, user.title(), "1|$2y$10$hash"),
@@ -383,7 +442,7 @@ def make_owncloud_instance(
                 target.write_bytes(content)
         for p, i in ids.items():
             inst.fileids[user, p] = i
-    for user, name, ts, location, kind in TRASH:
+    for user, name, ts, location, kind in TRASH + (EXTRA_TRASH if extended else []):
         db.execute(
             "INSERT INTO oc_files_trash (id, user, timestamp, location, type, mime)"
             " VALUES (?,?,?,?,?,?)",
@@ -404,32 +463,47 @@ def make_owncloud_instance(
         path: str,
         token: str | None = None,
         fileid: int | None = None,
-    ) -> None:
+        *,
+        initiator: str | None = None,
+        parent: int | None = None,
+        accepted: int | None = None,
+        permissions: int | None = None,
+        target: str | None = None,
+        expiration: str | None = None,
+        attributes: str | None = None,
+    ) -> int:
         source = inst.fileids[owner, path] if fileid is None else fileid
-        item_type = "folder" if dict(LAYOUT[owner]).get(path, b"") is None else "file"
-        target = "/" + path.rsplit("/", 1)[-1]
-        db.execute(
-            "INSERT INTO oc_share (share_type, share_with, uid_owner, uid_initiator, item_type,"
-            " item_source, file_source, file_target, permissions, stime, accepted, token,"
-            " share_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                share_type,
-                with_,
-                owner,
-                owner,
-                item_type,
-                str(source),
-                source,
-                target,
-                31 if item_type == "folder" else 19,
-                MTIME,
-                1 if with_ else 0,
-                token,
-                "link" if token else None,
-            ),
+        item_type = "folder" if dict(layout[owner]).get(path, b"") is None else "file"
+        values = {
+            "share_type": share_type,
+            "share_with": with_,
+            "uid_owner": owner,
+            "uid_initiator": initiator or owner,
+            "parent": parent,
+            "item_type": item_type,
+            "item_source": str(source),
+            "file_source": source,
+            "file_target": target or "/" + path.rsplit("/", 1)[-1],
+            "permissions": permissions
+            if permissions is not None
+            else (31 if item_type == "folder" else 19),
+            "stime": MTIME,
+            "accepted": accepted if accepted is not None else STATE_ACCEPTED,
+            "expiration": expiration,
+            "token": token,
+            "share_name": "link" if token else None,
+            "attributes": attributes,
+        }
+        cur = db.execute(
+            f"INSERT INTO oc_share ({', '.join(values)}) VALUES"
+            f" ({', '.join('?' * len(values))})",
+            tuple(values.values()),
         )
+        sid = int(cur.lastrowid or 0)
+        inst.shares.append({"id": sid, "path": path, **values})
+        return sid
 
-    share("alice", SHARE_TYPE_USER, "bob", "files/Photos")
+    photos = share("alice", SHARE_TYPE_USER, "bob", "files/Photos")
     share(
         "alice",
         SHARE_TYPE_LINK,
@@ -438,7 +512,69 @@ def make_owncloud_instance(
         token="aBcDeFgHiJkLmNo",
     )
     share("bob", SHARE_TYPE_USER, "alice", "files/welcome.txt")
+    if extended:
+        for gid, members in GROUPS.items():
+            db.execute("INSERT INTO oc_groups (gid) VALUES (?)", (gid,))
+            for uid in members:
+                db.execute(
+                    "INSERT INTO oc_group_user (gid, uid) VALUES (?,?)", (gid, uid)
+                )
+        # a group share, and each member's own row: accepted, declined
+        group = share("alice", SHARE_TYPE_GROUP, "eng", "files/Projects")
+        share(
+            "alice",
+            SHARE_TYPE_USERGROUP,
+            "bob",
+            "files/Projects",
+            parent=group,
+            accepted=STATE_ACCEPTED,
+            target="/Projects (alice)",
+        )
+        share(
+            "alice",
+            SHARE_TYPE_USERGROUP,
+            "erin",
+            "files/Projects",
+            parent=group,
+            accepted=STATE_REJECTED,
+        )
+        # bob reshares alice's Photos to carol, read only; carol has not accepted
+        share(
+            "alice",
+            SHARE_TYPE_USER,
+            "carol",
+            "files/Photos",
+            initiator="bob",
+            parent=photos,
+            accepted=STATE_PENDING,
+            permissions=1,
+        )
+        # a link with a password and an expiry date
+        share(
+            "alice",
+            SHARE_TYPE_LINK,
+            LINK_PASSWORD_HASH,
+            "files/Photos",
+            token="Zq8wP3sLx7Rk2Vn",
+            permissions=1,
+            expiration=LINK_EXPIRATION,
+        )
+        # a share whose recipient may not download (a share attribute)
+        share(
+            "alice",
+            SHARE_TYPE_USER,
+            "dave",
+            "files/ownCloud Manual.pdf",
+            attributes=DOWNLOAD_OFF,
+            permissions=17,
+        )
+        share("carol", SHARE_TYPE_GROUP, "sales", "files/Music")
+        share(
+            "dave", SHARE_TYPE_USER, "erin", "files/notes.txt", accepted=STATE_PENDING
+        )
+        share("carol", SHARE_TYPE_REMOTE, "eve@cloud.example.net", "files/Budget.ods")
 
+    _resize(db)
     data = inst.data_dir
     if "missing_on_disk" in inject:
         (data / "alice/files/Projects/Notes.md").unlink()
@@ -506,3 +642,206 @@ def make_owncloud_instance(
     db.commit()
     db.close()
     return inst
+
+
+# -- changes at the source between passes, made as ownCloud makes them --------
+
+
+def _db(inst: OwncloudInstance) -> sqlite3.Connection:
+    return sqlite3.connect(inst.db_path)
+
+
+def _storage(db: sqlite3.Connection, user: str) -> int:
+    return int(
+        db.execute(
+            "SELECT numeric_id FROM oc_storages WHERE id = ?", (f"home::{user}",)
+        ).fetchone()[0]
+    )
+
+
+def _touch_parents(
+    db: sqlite3.Connection, storage: int, path: str, mtime: int, tag: str
+) -> None:
+    """ownCloud propagates a change up the tree: new etags, newer tree mtimes."""
+    for folder in _parents(path):
+        db.execute(
+            "UPDATE oc_filecache SET etag = ?, mtime = MAX(mtime, ?) WHERE storage = ? AND path = ?",
+            (
+                hashlib.md5(f"{tag}{folder}".encode()).hexdigest()[:13],
+                mtime,
+                storage,
+                folder,
+            ),
+        )
+
+
+def change_file(
+    inst: OwncloudInstance, user: str, path: str, content: bytes, mtime: int
+) -> None:
+    """Write new bytes to ``files/…``: new size, mtime, etag and checksum, as a client upload would."""
+    (inst.data_dir / user / path).write_bytes(content)
+    db = _db(inst)
+    storage = _storage(db, user)
+    db.execute(
+        "UPDATE oc_filecache SET size = ?, mtime = ?, storage_mtime = ?, etag = ?, checksum = ?"
+        " WHERE storage = ? AND path = ?",
+        (
+            len(content),
+            mtime,
+            mtime,
+            hashlib.md5(f"{mtime}{path}{len(content)}".encode()).hexdigest(),
+            checksum_column(content),
+            storage,
+            path,
+        ),
+    )
+    _touch_parents(db, storage, path, mtime, f"change{mtime}")
+    _resize(db)
+    db.commit()
+    db.close()
+
+
+def add_file(
+    inst: OwncloudInstance, user: str, path: str, content: bytes, mtime: int
+) -> int:
+    """A new file in an existing folder; its fileid."""
+    target = inst.data_dir / user / path
+    target.write_bytes(content)
+    db = _db(inst)
+    storage = _storage(db, user)
+    parent_path = path.rsplit("/", 1)[0]
+    parent = db.execute(
+        "SELECT fileid FROM oc_filecache WHERE storage = ? AND path = ?",
+        (storage, parent_path),
+    ).fetchone()[0]
+    mt = db.execute(
+        "SELECT id FROM oc_mimetypes WHERE mimetype = 'text/plain'"
+    ).fetchone()[0]
+    cur = db.execute(
+        "INSERT INTO oc_filecache (storage, path, path_hash, parent, name, mimetype, mimepart,"
+        " size, mtime, storage_mtime, etag, permissions, checksum)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            storage,
+            path,
+            hashlib.md5(path.encode()).hexdigest(),
+            parent,
+            path.rsplit("/", 1)[-1],
+            mt,
+            mt,
+            len(content),
+            mtime,
+            mtime,
+            hashlib.md5(f"{mtime}{path}{len(content)}".encode()).hexdigest(),
+            FILE_PERMISSIONS,
+            checksum_column(content),
+        ),
+    )
+    fileid = int(cur.lastrowid or 0)
+    inst.fileids[user, path] = fileid
+    _touch_parents(db, storage, path, mtime, f"add{mtime}")
+    _resize(db)
+    db.commit()
+    db.close()
+    return fileid
+
+
+def move_file(
+    inst: OwncloudInstance, user: str, old: str, new: str, mtime: int
+) -> None:
+    """Rename or move a file (its fileid and etag stay, as ownCloud's rename keeps them)."""
+    src, dst = inst.data_dir / user / old, inst.data_dir / user / new
+    src.rename(dst)
+    db = _db(inst)
+    storage = _storage(db, user)
+    parent = db.execute(
+        "SELECT fileid FROM oc_filecache WHERE storage = ? AND path = ?",
+        (storage, new.rsplit("/", 1)[0]),
+    ).fetchone()[0]
+    db.execute(
+        "UPDATE oc_filecache SET path = ?, path_hash = ?, name = ?, parent = ?"
+        " WHERE storage = ? AND path = ?",
+        (
+            new,
+            hashlib.md5(new.encode()).hexdigest(),
+            new.rsplit("/", 1)[-1],
+            parent,
+            storage,
+            old,
+        ),
+    )
+    inst.fileids[user, new] = inst.fileids.pop((user, old))
+    _touch_parents(db, storage, old, mtime, f"movefrom{mtime}")
+    _touch_parents(db, storage, new, mtime, f"moveto{mtime}")
+    _resize(db)
+    db.commit()
+    db.close()
+
+
+def delete_file(inst: OwncloudInstance, user: str, path: str, deleted: int) -> str:
+    """Delete a file to the trash bin, as ownCloud does; its trash path."""
+    name = path.rsplit("/", 1)[-1]
+    trashed = f"files_trashbin/files/{name}.d{deleted}"
+    folder = inst.data_dir / user / "files_trashbin" / "files"
+    folder.mkdir(parents=True, exist_ok=True)
+    (inst.data_dir / user / path).rename(inst.data_dir / user / trashed)
+    db = _db(inst)
+    storage = _storage(db, user)
+    for p in ("files_trashbin", "files_trashbin/files"):
+        if not db.execute(
+            "SELECT 1 FROM oc_filecache WHERE storage = ? AND path = ?", (storage, p)
+        ).fetchone():
+            up = db.execute(
+                "SELECT fileid FROM oc_filecache WHERE storage = ? AND path = ?",
+                (storage, p.rsplit("/", 1)[0] if "/" in p else ""),
+            ).fetchone()[0]
+            d = db.execute(
+                "SELECT id FROM oc_mimetypes WHERE mimetype = ?", (DIRECTORY,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO oc_filecache (storage, path, path_hash, parent, name, mimetype,"
+                " mimepart, etag, permissions) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    storage,
+                    p,
+                    hashlib.md5(p.encode()).hexdigest(),
+                    up,
+                    p.rsplit("/", 1)[-1],
+                    d,
+                    d,
+                    "x",
+                    31,
+                ),
+            )
+    parent = db.execute(
+        "SELECT fileid FROM oc_filecache WHERE storage = ? AND path = 'files_trashbin/files'",
+        (storage,),
+    ).fetchone()[0]
+    db.execute(
+        "UPDATE oc_filecache SET path = ?, path_hash = ?, name = ?, parent = ?"
+        " WHERE storage = ? AND path = ?",
+        (
+            trashed,
+            hashlib.md5(trashed.encode()).hexdigest(),
+            f"{name}.d{deleted}",
+            parent,
+            storage,
+            path,
+        ),
+    )
+    location = (
+        path.removeprefix("files/").rsplit("/", 1)[0]
+        if "/" in path.removeprefix("files/")
+        else "."
+    )
+    db.execute(
+        "INSERT INTO oc_files_trash (id, user, timestamp, location, type, mime)"
+        " VALUES (?,?,?,?,'file','text/plain')",
+        (name, user, str(deleted), location),
+    )
+    inst.fileids[user, trashed] = inst.fileids.pop((user, path))
+    _touch_parents(db, storage, path, deleted, f"delete{deleted}")
+    _resize(db)
+    db.commit()
+    db.close()
+    return trashed
