@@ -654,7 +654,8 @@ def _db(inst: OwncloudInstance) -> sqlite3.Connection:
 def _storage(db: sqlite3.Connection, user: str) -> int:
     return int(
         db.execute(
-            "SELECT numeric_id FROM oc_storages WHERE id = ?", (f"home::{user}",)
+            "SELECT numeric_id FROM oc_storages WHERE id IN (?, ?)",
+            (f"home::{user}", f"object::user:{user}"),
         ).fetchone()[0]
     )
 

@@ -133,6 +133,9 @@ class OwncloudHome:
         trash: Deleted items, oldest first.
         stray: Rows that fit nowhere, with why (a version whose file is
             gone, a trash row without its item): listed, never carried.
+        object_store: The home is on ownCloud's object store (its storage id
+            is ``object::user:<user>``): each content's blob is the object
+            ``urn:oid:<fileid>``, not ``<user>/<path>`` in the data directory.
     """
 
     user: str
@@ -142,6 +145,13 @@ class OwncloudHome:
     versions: dict[str, tuple[OwncloudVersion, ...]]
     trash: tuple[OwncloudTrashed, ...]
     stray: tuple[tuple[OwncloudEntry, str], ...] = ()
+    object_store: bool = False
+
+    def blob_key(self, entry: OwncloudEntry) -> str:
+        """Where ``entry``'s bytes are: ``<user>/<path>`` or ``urn:oid:<fileid>``."""
+        if self.object_store:
+            return f"urn:oid:{entry.fileid}"
+        return f"{self.user}/{entry.path}"
 
     @property
     def files(self) -> int:
@@ -217,17 +227,22 @@ def read_owncloud_home(
         The home, with ``stray`` listing rows that fit nowhere.
 
     Raises:
-        ValueError: The user has no home storage, or no ``files`` row.
+        ValueError: The user has no home storage (``home::<user>`` on the
+            data directory, or ``object::user:<user>`` on an object store),
+            two, or no ``files`` row.
         RecordsError: The database cannot be read.
     """
     storages = db.table(f"{table_prefix}storages")
-    found = list(
-        db.iter_rows(f"{table_prefix}storages", where=storages.c.id == f"home::{user}")
-    )
+    ids = (f"home::{user}", f"object::user:{user}")
+    found = list(db.iter_rows(f"{table_prefix}storages", where=storages.c.id.in_(ids)))
     if not found:
-        msg = f"user {user!r} has no home storage (home::{user})"
+        msg = f"user {user!r} has no home storage (home::{user} or object::user:{user})"
+        raise ValueError(msg)
+    if len(found) > 1:
+        msg = f"user {user!r} has two home storages ({' and '.join(ids)})"
         raise ValueError(msg)
     storage = int(found[0]["numeric_id"])
+    object_store = str(found[0]["id"]).startswith("object::")
     mt = db.table(f"{table_prefix}mimetypes")
     directory = next(
         (
@@ -274,6 +289,7 @@ def read_owncloud_home(
         versions=kept,
         trash=trash,
         stray=tuple(sorted(stray, key=lambda s: s[0].path)),
+        object_store=object_store,
     )
 
 

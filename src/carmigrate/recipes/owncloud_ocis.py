@@ -170,7 +170,9 @@ class OwncloudOptions:
 
     Attributes:
         db: The ownCloud database, as a SQLAlchemy URL.
-        data: The data directory (a store or URL).
+        data: The data directory (a store or URL); for homes on ownCloud's
+            object store (``object::user:<uid>``), the store holding its
+            ``urn:oid:<fileid>`` objects.
         to: The target store (or URL): blobs, and in the ``spaces`` layout
             the metadata records.
         layout: ``spaces`` or ``decomposedfs``.
@@ -196,7 +198,10 @@ class OwncloudOptions:
     """
 
     db: str = option("the ownCloud database (SQLAlchemy URL)", metavar="URL")
-    data: Store | str = option("the ownCloud data directory", metavar="URL")
+    data: Store | str = option(
+        "the data directory (or the object store of urn:oid:<fileid> objects)",
+        metavar="URL",
+    )
     to: Store | str = option("the target store", metavar="URL")
     layout: str = option(
         "target layout: spaces (any store) or decomposedfs (oCIS's driver)",
@@ -425,16 +430,19 @@ def _make_plans(o: OwncloudOptions, ctx: RecipeContext) -> RoundPlans:
             )
             if not todo:
                 continue
-            found = _listing(source, user)
+            found = _listing(source, home, [c for c, _ in todo])
             prefix = layout.blob_prefix(space)
             there = (
                 {i.key: i for i in target.list(prefix)} if prefix is not None else {}
             )
             for c, key in todo:
-                skey = f"{user}/{c.entry.path}"
+                skey = home.blob_key(c.entry)
                 info = found.get(skey)
                 if info is None:
-                    missing[key] = f"{skey} is not in the data directory ({source.url})"
+                    where = "object store" if home.object_store else "data directory"
+                    missing[key] = (
+                        f"{skey} ({c.entry.path}) is not in the {where} ({source.url})"
+                    )
                     continue
                 if c.entry.encrypted:
                     missing[key] = (
@@ -483,10 +491,19 @@ def _make_plans(o: OwncloudOptions, ctx: RecipeContext) -> RoundPlans:
     return RoundPlans(plans=plans, units=tuple(units), missing=missing)
 
 
-def _listing(source: Store, user: str) -> dict[str, ObjectInfo]:
+def _listing(
+    source: Store, home: OwncloudHome, contents: list[_Content]
+) -> dict[str, ObjectInfo]:
+    """What the source has of the contents to copy: the user's three areas, or a stat per object."""
     out: dict[str, ObjectInfo] = {}
+    if home.object_store:  # urn:oid:<fileid> keys: nothing to list by user
+        for c in contents:
+            key = home.blob_key(c.entry)
+            with contextlib.suppress(ObjectNotFound):
+                out[key] = source.stat(key)
+        return out
     for area in ("files/", "files_versions/", "files_trashbin/"):
-        out.update((i.key, i) for i in source.list(f"{user}/{area}"))
+        out.update((i.key, i) for i in source.list(f"{home.user}/{area}"))
     return out
 
 
