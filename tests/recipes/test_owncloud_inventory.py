@@ -283,3 +283,35 @@ def test_cli_unusable_input_exits_2(
     )
     assert code == 2
     assert "carol" in json.loads(out)["error"]["message"]
+
+
+def test_homes_on_an_object_store(tmp_path: Path) -> None:
+    """object::user:<uid> homes: each row's blob is urn:oid:<fileid> in the store given."""
+    import sqlite3
+
+    inst = make_owncloud_instance(tmp_path / "oc")
+    objects = LocalStore(tmp_path / "objects", create=True)
+    db = sqlite3.connect(inst.db_path)
+    db.execute(
+        "UPDATE oc_storages SET id = 'object::user:alice' WHERE id = 'home::alice'"
+    )
+    db.commit()
+    db.close()
+    for (user, path), fileid in inst.fileids.items():
+        blob = inst.data_dir / user / path
+        if user == "alice" and blob.is_file():
+            objects.write(f"urn:oid:{fileid}", blob.read_bytes())
+    inv = owncloud_inventory(inst.db_url, objects, users=["alice"])
+    assert _counts(inv) == {"alice": COUNTS["alice"]}
+    assert inv.findings == ()
+    notes = inst.fileids["alice", "files/Projects/Notes.md"]
+    objects.delete(f"urn:oid:{notes}")
+    inv = owncloud_inventory(inst.db_url, objects, users=["alice"])
+    assert _findings(inv) == [
+        {
+            "kind": "missing_on_disk",
+            "user": "alice",
+            "path": "files/Projects/Notes.md",
+            "fileid": notes,
+        }
+    ]

@@ -230,6 +230,7 @@ class _Reader:
         self.share = f"{prefix}share"
         self.trash = f"{prefix}files_trash"
         self.findings: list[OwncloudFinding] = []
+        self.object_homes: set[str] = set()
         self.directory = self._directory_mimetype()
 
     def _directory_mimetype(self) -> int | None:
@@ -238,14 +239,23 @@ class _Reader:
         return next((int(r["id"]) for r in rows), None)
 
     def homes(self, users: Iterable[str] | None) -> dict[str, int]:
-        """``home::<user>`` storages: user → numeric id."""
+        """``home::<user>`` and ``object::user:<user>`` storages: user → numeric id."""
         t = self.db.table(self.storages)
-        where = t.c.id.like("home::%")
+        where: Any = t.c.id.like("home::%") | t.c.id.like("object::user:%")
         if users is not None:
-            where = t.c.id.in_([f"home::{u}" for u in users])
+            wanted = list(users)
+            where = t.c.id.in_(
+                [f"home::{u}" for u in wanted] + [f"object::user:{u}" for u in wanted]
+            )
         out = {}
         for r in self.db.iter_rows(self.storages, where=where):
-            out[str(r["id"])[len("home::") :]] = int(r["numeric_id"])
+            sid = str(r["id"])
+            if sid.startswith("object::user:"):
+                user = sid[len("object::user:") :]
+                self.object_homes.add(user)
+            else:
+                user = sid[len("home::") :]
+            out[user] = int(r["numeric_id"])
         return out
 
     def add(
@@ -272,6 +282,8 @@ class _Reader:
                     counts["versions"] += 1
                 if not is_dir and path.startswith(_BLOB_AREAS):
                     self._blob(user, r)
+        if user in self.object_homes:
+            return counts  # urn:oid:<fileid> objects: nothing to list by user
         for area in _BLOB_AREAS:
             self._uncached(user, storage, self.store.list(f"{user}/{area}"))
         return counts
@@ -292,7 +304,7 @@ class _Reader:
 
     def _blob(self, user: str, r: Row) -> None:
         path, fileid = str(r["path"]), int(r["fileid"])
-        key = f"{user}/{path}"
+        key = f"urn:oid:{fileid}" if user in self.object_homes else f"{user}/{path}"
         try:
             info = self.store.stat(key)
         except ObjectNotFound:
@@ -401,9 +413,12 @@ def owncloud_inventory(
     Nothing is changed or fixed (see
     [OWNCLOUD_FINDING_KINDS][carmigrate.recipes.OWNCLOUD_FINDING_KINDS]).
 
-    Only home storages (``oc_storages.id`` ``home::<user>``) are inventoried;
-    object-store homes (``object::user:<user>``) and external storages have
-    no blobs in the data directory and are left out.
+    Home storages on the data directory (``oc_storages.id``
+    ``home::<user>``) and on ownCloud's object store
+    (``object::user:<user>``, whose blobs are the objects
+    ``urn:oid:<fileid>``: give that store as ``data_store``) are
+    inventoried; for the latter, ``not_in_cache`` is not looked for (the
+    store cannot be listed by user). External storages are left out.
 
     Args:
         db_url: The ownCloud database, as a SQLAlchemy URL
