@@ -159,6 +159,19 @@ def test_a_cohort_of_two_users_moves_with_ids_etags_and_checksums(
         if p.is_file()
     )
     assert sorted(alice.values()) == disk
+    # the trash, with where each item was and the versions of a deleted file
+    space = ocis_space_id(INSTANCE_ID, "alice", {})
+    with target.open_read(f"spaces/{space}/trash.jsonl") as f:
+        trash = {r["path"]: r for r in map(json.loads, f.read().splitlines())}
+    assert set(trash) == {"Documents", "Documents/plan.txt", "TODO.txt"}
+    assert (trash["TODO.txt"]["origin"], trash["TODO.txt"]["deleted"]) == (
+        ".",
+        1565721976,
+    )
+    [old_todo] = trash["TODO.txt"]["revisions"]
+    assert old_todo["timestamp"] == 1564605543
+    assert alice[f"spaces/{space}/blobs/{old_todo['blob']}"] == b"- buy milk\n"
+    assert trash["Documents/plan.txt"]["parent"] == trash["Documents"]["id"]
     # nothing of the users outside the cohort
     spaces = {i.key.split("/")[1] for i in target.list("spaces/")}
     assert spaces == {ocis_space_id(INSTANCE_ID, u, {}) for u in ("alice", "bob")}

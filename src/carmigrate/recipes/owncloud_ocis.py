@@ -71,6 +71,7 @@ from carmigrate.migrate import (
 from carmigrate.recipes._owncloud_tree import (
     OwncloudEntry,
     OwncloudHome,
+    OwncloudVersion,
     read_owncloud_home,
 )
 from carmigrate.recipes._recipe import (
@@ -636,6 +637,17 @@ class _Writer:
             r["checksums"] = self.checksums(e)
         return r
 
+    def revisions(self, versions: Iterable[OwncloudVersion]) -> list[dict[str, Any]]:
+        return [
+            {
+                "timestamp": v.timestamp,
+                "blob": owncloud_blob_id(self.instance, self.home.storage, v.entry),
+                "size": v.entry.size,
+                "checksums": self.checksums(v.entry),
+            }
+            for v in versions
+        ]
+
     def spaces_records(self) -> tuple[bytes, bytes, bytes]:
         h = self.home
         by_id = {e.fileid: e for e in h.entries}
@@ -645,25 +657,21 @@ class _Writer:
             if e.parent != h.root.fileid and e.parent not in by_id:
                 continue  # an orphan row: reported by the fidelity check
             r = self.record(e, _rel(e.path), parent)
-            r["revisions"] = [
-                {
-                    "timestamp": v.timestamp,
-                    "blob": owncloud_blob_id(self.instance, h.storage, v.entry),
-                    "size": v.entry.size,
-                    "checksums": self.checksums(v.entry),
-                }
-                for v in h.versions.get(e.path, ())
-            ]
+            r["revisions"] = self.revisions(h.versions.get(e.path, ()))
             nodes.append(r)
         nodes[0]["id"] = self.space
         trash = []
         for t in h.trash:
             top = self.record(t.entry, t.name, "")
             top.update(deleted=t.deleted, origin=t.location, name=t.name)
+            if not t.entry.is_dir:
+                top["revisions"] = self.revisions(t.versions.get("", ()))
             trash.append(top)
             for c in t.children:
-                r = self.record(c, t.name + "/" + _rel(c.path, t.entry.path), "")
-                r["parent"] = self.nid(c.parent)
+                sub = _rel(c.path, t.entry.path)
+                r = self.record(c, f"{t.name}/{sub}", self.nid(c.parent))
+                if not c.is_dir:
+                    r["revisions"] = self.revisions(t.versions.get(sub, ()))
                 trash.append(r)
         space = {
             "id": self.space,
@@ -699,10 +707,18 @@ class _Writer:
             changed += 1
         return changed
 
-    def dfs_node(self, e: OwncloudEntry, parent: str, name: str) -> Any:
+    def dfs_node(
+        self,
+        e: OwncloudEntry,
+        parent: str,
+        name: str,
+        versions: Iterable[OwncloudVersion] | None = None,
+    ) -> Any:
         from carmigrate.recipes._ocis_decomposedfs import DfsNode, DfsRevision
 
         h = self.home
+        if versions is None:
+            versions = h.versions.get(e.path, ())
         return DfsNode(
             node_id=self.nid(e.fileid),
             parent_id=parent,
@@ -720,7 +736,7 @@ class _Writer:
                     size=v.entry.size,
                     checksums=self.checksums(v.entry),
                 )
-                for v in h.versions.get(e.path, ())
+                for v in versions
             ),
         )
 
@@ -744,10 +760,16 @@ class _Writer:
         ]
         trash = []
         for t in h.trash:
-            top = self.dfs_node(t.entry, self.space, t.name)
+            top = self.dfs_node(t.entry, self.space, t.name, t.versions.get("", ()))
             where = t.location if t.location not in (None, ".", "") else ""
             descendants = tuple(
-                self.dfs_node(c, self.nid(c.parent), c.name) for c in t.children
+                self.dfs_node(
+                    c,
+                    self.nid(c.parent),
+                    c.name,
+                    t.versions.get(_rel(c.path, t.entry.path), ()),
+                )
+                for c in t.children
             )
             trash.append(
                 DfsTrashItem(
