@@ -21,9 +21,11 @@ Policies:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
-from collections import defaultdict
+import math
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
@@ -370,12 +372,6 @@ class _Layout:
         self.used += size
         return True
 
-    def try_add(self, item: PackItem) -> bool:
-        if self._place(item.size):
-            self.items.append(item)
-            return True
-        return False
-
     def try_add_group(self, items: Sequence[PackItem]) -> bool:
         """All of ``items`` (largest first) or none."""
         saved = (self.end, self.count, self.used, len(self.offsets))
@@ -387,6 +383,27 @@ class _Layout:
                 return False
         self.items.extend(ordered)
         return True
+
+    def add_all(self, items: Sequence[PackItem]) -> None:
+        """Place ``items`` in this order, each at the next aligned offset.
+
+        Raises:
+            AggregateError: If they do not all fit (a bug in the policy).
+        """
+        end, count, used = self.end, self.count, self.used
+        offsets = self.offsets
+        for it in items:
+            size = it.piece.padded_size
+            offset = -(-end // size) * size
+            offsets.append(offset)
+            end = offset + size
+            used += size
+        count += len(items)
+        if end > self.limit or count > self.max_count:  # pragma: no cover
+            msg = "internal error: the pieces chosen do not fit the aggregate"
+            raise AggregateError(msg)
+        self.end, self.count, self.used = end, count, used
+        self.items.extend(items)
 
     def plan(self, reason: str) -> PlannedAggregate:
         return PlannedAggregate(
@@ -535,53 +552,181 @@ def largest_first(
     return PackResult(tuple(out), tuple(left))
 
 
+def _size(item: PackItem) -> int:
+    return item.piece.padded_size
+
+
+def _largest_first_order(item: PackItem) -> int:
+    return -item.piece.padded_size
+
+
 class _Buckets:
-    """Single (ungrouped) items bucketed by padded size, priority order within."""
+    """Single (ungrouped) items bucketed by padded size, in the order they are taken.
+
+    A bucket is sorted so that its last entry is the next one to take: the
+    highest priority, and within it the earliest offered.
+    """
 
     def __init__(self, singles: Iterable[PackItem]) -> None:
+        # (priority, -arrival, item); arrivals are unique, so items are never
+        # compared.
         self.by_size: dict[int, list[tuple[int, int, PackItem]]] = defaultdict(list)
-        self._counter = itertools.count()
-        for it in singles:
-            self.by_size[it.size].append((-it.priority, next(self._counter), it))
-        for heap in self.by_size.values():
-            heapq.heapify(heap)
+        n = 0
+        for n, it in enumerate(singles, 1):
+            self.by_size[it.piece.padded_size].append((it.priority, -n, it))
+        self._arrival = itertools.count(-n - 1, -1)
+        self._count = 0
+        for bucket in self.by_size.values():
+            bucket.sort()
+            self._count += len(bucket)
+        # Every size ever bucketed, largest first: a few dozen powers of two at
+        # most, so finding the largest that fits is a short scan, not a sort.
+        self._sizes = sorted(self.by_size, reverse=True)
 
-    def sizes_desc(self) -> list[int]:
-        return sorted((s for s, h in self.by_size.items() if h), reverse=True)
+    def largest_fitting(self, room: int) -> int | None:
+        """The largest size with a waiting item that is at most ``room``."""
+        by_size = self.by_size
+        for s in self._sizes:
+            if s <= room and by_size[s]:
+                return s
+        return None
 
-    def take(self, size: int) -> PackItem:
-        return heapq.heappop(self.by_size[size])[2]
+    def waiting(self, size: int) -> int:
+        """How many items of ``size`` wait."""
+        return len(self.by_size[size])
+
+    def take(self, size: int, n: int = 1) -> list[PackItem]:
+        """The next ``n`` items of ``size``, in order."""
+        bucket = self.by_size[size]
+        taken = bucket[-n:]
+        del bucket[-n:]
+        self._count -= len(taken)
+        return [e[2] for e in reversed(taken)]
 
     def put(self, item: PackItem) -> None:
-        heapq.heappush(
-            self.by_size[item.size], (-item.priority, next(self._counter), item)
-        )
+        """Offer ``item`` again, after the waiting items of its priority."""
+        if _size(item) not in self.by_size:
+            self._sizes = sorted([*self._sizes, _size(item)], reverse=True)
+        entry = (item.priority, next(self._arrival), item)
+        bisect.insort(self.by_size[_size(item)], entry)
+        self._count += 1
 
-    def remaining(self) -> list[PackItem]:
-        return [e[2] for h in self.by_size.values() for e in sorted(h)]
+    def first(self) -> PackItem:
+        """The first waiting item (for error messages)."""
+        return next(b[-1][2] for b in self.by_size.values() if b)
 
     def __bool__(self) -> bool:
-        return any(self.by_size.values())
+        return self._count > 0
+
+
+class _Urgent:
+    """Single items past half their deadline, in the order they are tried.
+
+    Kept per padded size, each size in order, so taking every item that fits
+    (one pass in order, as a scan of a list would) costs a few steps per size
+    instead of a scan of everything waiting.
+    """
+
+    def __init__(self, items: Iterable[PackItem]) -> None:
+        self.by_size: dict[int, deque[tuple[int, PackItem]]] = {}
+        self._position = itertools.count()
+        self._count = 0
+        for it in items:
+            self.append(it)
+
+    def append(self, item: PackItem) -> None:
+        """Add ``item`` after every waiting one."""
+        queue = self.by_size.setdefault(_size(item), deque())
+        queue.append((next(self._position), item))
+        self._count += 1
+
+    def first(self) -> PackItem:
+        """The first waiting item (for error messages)."""
+        return min(q[0] for q in self.by_size.values() if q)[1]
+
+    def take_into(self, sel: _Selection) -> None:
+        """Take, in order, every item that still fits ``sel`` when its turn comes.
+
+        Room only shrinks during the pass, so an item passed over never fits
+        later: the next item taken is always the first one (in order) that
+        fits now.
+        """
+        while sel.count < sel.max_count:
+            room = sel.limit - sel.used
+            heads = sorted(
+                (q[0][0], s) for s, q in self.by_size.items() if q and s <= room
+            )
+            if not heads:
+                return
+            size = heads[0][1]
+            # Other sizes only drop out as room shrinks: until this size's next
+            # item comes after the first of the others, it is the one to take.
+            bound = heads[1][0] if len(heads) > 1 else math.inf
+            queue = self.by_size[size]
+            n = 0
+            most = min(sel.max_count - sel.count, room // size)
+            while n < most and queue and queue[0][0] < bound:
+                sel.urgent.append(queue.popleft()[1])
+                n += 1
+            sel.count += n
+            sel.used += n * size
+            self._count -= n
+
+    def __bool__(self) -> bool:
+        return self._count > 0
 
 
 class _Selection:
-    """Units chosen for one aggregate, checked by padded sum and count."""
+    """Units chosen for one aggregate, checked by padded sum and count.
+
+    Chosen in this order: urgent singles, groups, other singles.
+    """
 
     def __init__(self, layout: _Layout) -> None:
         self.limit = layout.limit
         self.max_count = layout.max_count
         self.used = layout.end
         self.count = layout.count
-        self.chosen: list[list[PackItem]] = []
+        self.urgent: list[PackItem] = []
+        self.groups: list[list[PackItem]] = []
+        self.singles: list[PackItem] = []
 
-    def take(self, unit: list[PackItem]) -> bool:
-        size = sum(i.size for i in unit)
-        if self.used + size > self.limit or self.count + len(unit) > self.max_count:
+    def take_group(self, group: list[PackItem], size: int) -> bool:
+        """Choose ``group`` (``size``: its padded sum) if it fits."""
+        if self.used + size > self.limit or self.count + len(group) > self.max_count:
             return False
         self.used += size
-        self.count += len(unit)
-        self.chosen.append(unit)
+        self.count += len(group)
+        self.groups.append(group)
         return True
+
+    def take_singles(self, singles: _Buckets) -> None:
+        """Choose the largest waiting singles that fit, until none does.
+
+        The largest size that fits stays the largest while it still fits, so
+        all the items of one size that fit are taken at once.
+        """
+        while self.count < self.max_count:
+            room = self.limit - self.used
+            size = singles.largest_fitting(room)
+            if size is None:
+                return
+            n = min(singles.waiting(size), room // size, self.max_count - self.count)
+            self.singles += singles.take(size, n)
+            self.count += n
+            self.used += n * size
+
+    def members(self) -> list[PackItem]:
+        """Every chosen item, in the order chosen."""
+        return [*self.urgent, *(i for g in self.groups for i in g), *self.singles]
+
+    def units(self) -> list[list[PackItem]]:
+        """Every chosen unit (a single item, or a group), in the order chosen."""
+        return [
+            *([i] for i in self.urgent),
+            *self.groups,
+            *([i] for i in self.singles),
+        ]
 
 
 class _Buddy:
@@ -637,7 +782,14 @@ class _Buddy:
 def _fill_largest_first(
     items: Sequence[PackItem], c: PackingConstraints, now: float | None
 ) -> tuple[list[PlannedAggregate], list[PackItem]]:
-    units = _units(items)
+    # Units: single items, and groups of more than one item (in order of
+    # their first item); a group of one is a single item.
+    by_group: dict[str, list[PackItem]] = {}
+    for it in items:
+        if it.group is not None:
+            by_group.setdefault(it.group, []).append(it)
+    alone = {g for g, members in by_group.items() if len(members) == 1}
+    singles_in = [it for it in items if it.group is None or it.group in alone]
     # Pieces past half their age deadline are chosen first, so small pieces
     # are not starved by a stream of large ones. Membership is decided before
     # layout, so choosing them first costs no alignment.
@@ -646,11 +798,24 @@ def _fill_largest_first(
     def is_urgent(u: list[PackItem]) -> bool:
         return cut is not None and len(u) == 1 and u[0].received <= cut
 
-    urgent = sorted((u[0] for u in units if is_urgent(u)), key=lambda i: -i.size)
-    singles = _Buckets(u[0] for u in units if len(u) == 1 and not is_urgent(u))
+    if cut is None:
+        urgent = _Urgent(())
+        singles = _Buckets(singles_in)
+    else:
+        urgent = _Urgent(
+            sorted(
+                (it for it in singles_in if it.received <= cut),
+                key=_largest_first_order,
+            )
+        )
+        singles = _Buckets(it for it in singles_in if it.received > cut)
     groups = sorted(
-        (u for u in units if len(u) > 1),
-        key=lambda u: (-max(i.size for i in u), -sum(i.size for i in u)),
+        (
+            (members, sum(_size(i) for i in members))
+            for members in by_group.values()
+            if len(members) > 1
+        ),
+        key=lambda g: (-max(_size(i) for i in g[0]), -g[1]),
     )
     out: list[PlannedAggregate] = []
     while singles or groups or urgent:
@@ -658,66 +823,27 @@ def _fill_largest_first(
         # 1. Choose members by padded sum and count: exact when nothing is
         #    prepended, since pieces laid out largest first leave no holes.
         sel = _Selection(layout)
-        urgent = [it for it in urgent if not sel.take([it])]
-        groups = [g for g in groups if not sel.take(g)]
-        while sel.count < layout.max_count:
-            room = layout.limit - sel.used
-            size = next((s for s in singles.sizes_desc() if s <= room), None)
-            if size is None:
-                break
-            sel.take([singles.take(size)])
-        # 2. Give every member an aligned block, largest first; a unit that
-        #    does not fit (only possible after prepended pieces) waits.
-        reserved = [
-            (o, p.padded_size) for o, p in zip(layout.offsets, c.prepend, strict=True)
-        ]
-        reserved.append((layout.limit, c.deal_size - layout.limit))
-        units = sel.chosen
-        while True:
-            buddy = _Buddy(c.deal_size, reserved)
-            owner = {id(i): u for u in units for i in u}
-            chosen: list[tuple[int, PackItem]] = []
-            misfits: list[list[PackItem]] = []
-            for it in sorted((i for u in units for i in u), key=lambda i: -i.size):
-                unit = owner[id(it)]
-                if any(unit is m for m in misfits):
-                    continue
-                off = buddy.alloc(it.size)
-                if off is None:
-                    misfits.append(unit)
-                else:
-                    chosen.append((off, it))
-            if not misfits:
-                break
-            units = [u for u in units if not any(u is m for m in misfits)]
-            for m in misfits:
-                if len(m) > 1:
-                    groups.append(m)
-                elif is_urgent(m):
-                    urgent.append(m[0])
-                else:
-                    singles.put(m[0])
-        # 3. Fill what is still free with the largest singles that fit.
-        count = layout.count + len(chosen)
-        while count < layout.max_count:
-            room = buddy.largest_free()
-            size = next((s for s in singles.sizes_desc() if s <= room), None)
-            if size is None:
-                break
-            off = buddy.alloc(size)
-            assert off is not None  # a block of at least `size` is free
-            chosen.append((off, singles.take(size)))
-            count += 1
-        if not chosen:
-            key = groups[0][0].key if groups else [*urgent, *singles.remaining()][0].key
+        urgent.take_into(sel)
+        groups = [g for g in groups if not sel.take_group(*g)]
+        sel.take_singles(singles)
+        if c.prepend:
+            placed = _place_after_prepend(
+                c, layout, sel, singles, groups, urgent, is_urgent
+            )
+        else:
+            # 2. Nothing prepended: laid out largest first, every member lands
+            #    at an aligned offset right after the previous one, so all of
+            #    them fit (their padded sum does), in the order a buddy
+            #    allocator would give; and step 1 left no single that fits.
+            placed = sorted(sel.members(), key=_largest_first_order)
+        if not placed:
+            if groups:
+                key = groups[0][0][0].key
+            else:
+                key = (urgent.first() if urgent else singles.first()).key
             msg = f"piece or group {key} cannot fit even an empty aggregate"
             raise AggregateError(msg)
-        # Lay out by address: in-order placement then lands each piece at or
-        # before its block, so everything chosen fits.
-        for _, it in sorted(chosen, key=lambda t: t[0]):
-            if not layout.try_add(it):  # pragma: no cover - guaranteed by the allocator
-                msg = f"internal error: piece {it.key} did not fit its allocated block"
-                raise AggregateError(msg)
+        layout.add_all(placed)
         if singles or groups or urgent:
             # As full as the waiting pieces allow.
             out.append(layout.plan("full"))
@@ -728,6 +854,82 @@ def _fill_largest_first(
             return out, []
         return out, list(layout.items)
     return out, []
+
+
+def _aligned_blocks(end: int) -> list[tuple[int, int]]:
+    """``[0, end)`` as aligned power-of-two blocks ``(offset, size)``, largest first."""
+    blocks = []
+    start = 0
+    while start < end:
+        size = 1 << (end - start).bit_length() - 1
+        if start:
+            size = min(size, start & -start)
+        blocks.append((start, size))
+        start += size
+    return blocks
+
+
+def _place_after_prepend(
+    c: PackingConstraints,
+    layout: _Layout,
+    sel: _Selection,
+    singles: _Buckets,
+    groups: list[tuple[list[PackItem], int]],
+    urgent: _Urgent,
+    is_urgent: Callable[[list[PackItem]], bool],
+) -> list[PackItem]:
+    """Steps 2 and 3 of ``largest_first`` with prepended pieces: blocks for all.
+
+    Returns:
+        The members placed, in layout order (by the address of their block).
+        Units that did not fit go back to ``singles``, ``groups`` or
+        ``urgent``.
+    """
+    # 2. Give every member an aligned block, largest first; a unit that
+    #    does not fit (only possible after prepended pieces) waits.
+    #    Everything below the prepended pieces' end is taken: pieces are laid
+    #    out in order after them, so a hole between two of them stays empty.
+    reserved = _aligned_blocks(layout.end)
+    reserved.append((layout.limit, c.deal_size - layout.limit))
+    units = sel.units()
+    while True:
+        buddy = _Buddy(c.deal_size, reserved)
+        owner = {id(i): u for u in units for i in u}
+        chosen: list[tuple[int, PackItem]] = []
+        misfits: list[list[PackItem]] = []
+        for it in sorted((i for u in units for i in u), key=_largest_first_order):
+            unit = owner[id(it)]
+            if any(unit is m for m in misfits):
+                continue
+            off = buddy.alloc(_size(it))
+            if off is None:
+                misfits.append(unit)
+            else:
+                chosen.append((off, it))
+        if not misfits:
+            break
+        units = [u for u in units if not any(u is m for m in misfits)]
+        for m in misfits:
+            if len(m) > 1:
+                groups.append((m, sum(_size(i) for i in m)))
+            elif is_urgent(m):
+                urgent.append(m[0])
+            else:
+                singles.put(m[0])
+    # 3. Fill what is still free with the largest singles that fit.
+    count = layout.count + len(chosen)
+    while count < layout.max_count:
+        size = singles.largest_fitting(buddy.largest_free())
+        if size is None:
+            break
+        off = buddy.alloc(size)
+        assert off is not None  # a block of at least `size` is free
+        chosen.append((off, singles.take(size)[0]))
+        count += 1
+    # Lay out by address: in-order placement then lands each piece at or
+    # before its block, so everything chosen fits.
+    chosen.sort(key=lambda t: t[0])
+    return [it for _, it in chosen]
 
 
 POLICIES: Final[Mapping[str, Policy]] = {

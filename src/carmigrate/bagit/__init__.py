@@ -28,32 +28,37 @@ a rule is a result with failures.
 Spec: RFC 8493, https://www.rfc-editor.org/rfc/rfc8493
 """
 
-from carmigrate.bagit._names import check_external_identifier
-from carmigrate.bagit._source import BagSource, folder_source
-from carmigrate.bagit._tagfiles import (
-    BAGIT_ALGORITHMS,
-    MAX_DECLARATION_SIZE,
-    MAX_LINE,
-    MAX_TAG_FILE_SIZE,
-    BagDeclaration,
-    BagInfo,
-    FetchEntry,
-    ManifestEntry,
-    PayloadOxum,
-    decode_path,
-    encode_path,
-    iter_fetch,
-    iter_manifest,
-    read_bag_info,
-    read_declaration,
-)
-from carmigrate.bagit._verify import (
-    DEFAULT_MAX_FAILURES_PER_RULE,
-    RULES,
-    BagFailure,
-    BagVerifyResult,
-    verify_bag,
-)
+from typing import TYPE_CHECKING
+
+from carmigrate._lazy import lazy_names
+
+if TYPE_CHECKING:
+    from carmigrate.bagit._names import check_external_identifier
+    from carmigrate.bagit._source import BagSource, folder_source
+    from carmigrate.bagit._tagfiles import (
+        BAGIT_ALGORITHMS,
+        MAX_DECLARATION_SIZE,
+        MAX_LINE,
+        MAX_TAG_FILE_SIZE,
+        BagDeclaration,
+        BagInfo,
+        FetchEntry,
+        ManifestEntry,
+        PayloadOxum,
+        decode_path,
+        encode_path,
+        iter_fetch,
+        iter_manifest,
+        read_bag_info,
+        read_declaration,
+    )
+    from carmigrate.bagit._verify import (
+        DEFAULT_MAX_FAILURES_PER_RULE,
+        RULES,
+        BagFailure,
+        BagVerifyResult,
+        verify_bag,
+    )
 
 __all__ = [
     "BAGIT_ALGORITHMS",
@@ -80,3 +85,35 @@ __all__ = [
     "read_declaration",
     "verify_bag",
 ]
+
+# Names load from their submodules on first use (PEP 562): importing this
+# package costs nothing until one is used, so the command line starts fast.
+_SOURCES: dict[str, str] = {
+    "BAGIT_ALGORITHMS": "carmigrate.bagit._tagfiles",
+    "BagDeclaration": "carmigrate.bagit._tagfiles",
+    "BagFailure": "carmigrate.bagit._verify",
+    "BagInfo": "carmigrate.bagit._tagfiles",
+    "BagSource": "carmigrate.bagit._source",
+    "BagVerifyResult": "carmigrate.bagit._verify",
+    "DEFAULT_MAX_FAILURES_PER_RULE": "carmigrate.bagit._verify",
+    "FetchEntry": "carmigrate.bagit._tagfiles",
+    "MAX_DECLARATION_SIZE": "carmigrate.bagit._tagfiles",
+    "MAX_LINE": "carmigrate.bagit._tagfiles",
+    "MAX_TAG_FILE_SIZE": "carmigrate.bagit._tagfiles",
+    "ManifestEntry": "carmigrate.bagit._tagfiles",
+    "PayloadOxum": "carmigrate.bagit._tagfiles",
+    "RULES": "carmigrate.bagit._verify",
+    "check_external_identifier": "carmigrate.bagit._names",
+    "decode_path": "carmigrate.bagit._tagfiles",
+    "encode_path": "carmigrate.bagit._tagfiles",
+    "folder_source": "carmigrate.bagit._source",
+    "iter_fetch": "carmigrate.bagit._tagfiles",
+    "iter_manifest": "carmigrate.bagit._tagfiles",
+    "read_bag_info": "carmigrate.bagit._tagfiles",
+    "read_declaration": "carmigrate.bagit._tagfiles",
+    "verify_bag": "carmigrate.bagit._verify",
+}
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above instead
+    __getattr__, __dir__ = lazy_names(__name__, _SOURCES)

@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from carmigrate.aggregate import AggregateBuilder, InclusionProof
 from carmigrate.cli._output import fail
-from carmigrate.commp import PieceInfo
 from carmigrate.errors import AggregateError, AggregateFullError, CarmigrateError
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
+
+    from carmigrate.commp import PieceInfo
 
 __all__ = ["register"]
 
@@ -85,6 +85,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _read_pieces(lines: list[str]) -> list[PieceInfo]:
+    from carmigrate.commp import PieceInfo
+
     pieces = []
     for n, line in enumerate(lines):
         if not line.strip():
@@ -106,6 +108,9 @@ def _emit(obj: dict[str, Any]) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from carmigrate.aggregate import AggregateBuilder
+    from carmigrate.commp import PieceInfo
+
     try:
         pieces = _read_pieces(sys.stdin.read().splitlines())
         builder = AggregateBuilder(args.deal_size)
@@ -153,6 +158,9 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from carmigrate.aggregate import InclusionProof
+    from carmigrate.commp import PieceInfo
+
     try:
         text = sys.stdin.read() if args.proof == "-" else Path(args.proof).read_text()
         obj = json.loads(text)

@@ -8,11 +8,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from carmigrate.bagit import RULES, verify_bag
 from carmigrate.cli._output import fail
 from carmigrate.errors import CarmigrateError
-from carmigrate.migrate import store_bag_source, store_fetch_roots
-from carmigrate.storage import open_store
 
 if TYPE_CHECKING:
     from carmigrate.storage import Store
@@ -23,6 +20,8 @@ __all__ = ["register"]
 
 
 def register(subparsers: Subparsers) -> None:
+    from carmigrate.bagit import RULES
+
     """Add the ``bag`` command group to the top-level parser."""
     bag = subparsers.add_parser(
         "bag",
@@ -87,6 +86,10 @@ def _out(line: str) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from carmigrate.bagit import verify_bag
+    from carmigrate.migrate import store_bag_source, store_fetch_roots
+    from carmigrate.storage import open_store
+
     try:
         with contextlib.ExitStack() as stack:
 

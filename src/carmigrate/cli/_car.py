@@ -11,31 +11,28 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from carmigrate.car import (
-    INDEX_SORTED,
-    MULTIHASH_INDEX_SORTED,
-    CarBlockReader,
-    CarLimits,
-    CarSummary,
-    VerifyResult,
-    index_car,
-    inspect_car,
-    verify_car,
-)
-from carmigrate.cid import hash_name
 from carmigrate.cli._output import fail
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from carmigrate.car import CarLimits, CarSummary, VerifyResult
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["register"]
 
-_CODECS = {
-    "multihash-index-sorted": MULTIHASH_INDEX_SORTED,
-    "index-sorted": INDEX_SORTED,
-}
+_CODECS = ("index-sorted", "multihash-index-sorted")
+"""``--codec`` names (``carmigrate.car`` is imported only when a command runs)."""
+
+
+def _codec(name: str) -> int:
+    from carmigrate.car import INDEX_SORTED, MULTIHASH_INDEX_SORTED
+
+    return {
+        "multihash-index-sorted": MULTIHASH_INDEX_SORTED,
+        "index-sorted": INDEX_SORTED,
+    }[name]
 
 
 def register(subparsers: Subparsers) -> None:
@@ -122,6 +119,8 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
+    from carmigrate.car import CarLimits
+
     p.add_argument("file", metavar="FILE", help="the CAR file, or - for standard input")
     p.add_argument(
         "--max-header-size",
@@ -156,6 +155,8 @@ def _size(text: str) -> int:
 
 
 def _limits(args: argparse.Namespace) -> CarLimits:
+    from carmigrate.car import CarLimits
+
     return CarLimits(
         max_header_size=args.max_header_size, max_section_size=args.max_section_size
     )
@@ -191,6 +192,8 @@ def _out(line: str) -> None:
 
 @_guard
 def _roots(args: argparse.Namespace) -> int:
+    from carmigrate.car import CarBlockReader
+
     with _opened(args.file) as f:
         reader = CarBlockReader(
             f,
@@ -208,6 +211,8 @@ def _roots(args: argparse.Namespace) -> int:
 
 @_guard
 def _ls(args: argparse.Namespace) -> int:
+    from carmigrate.car import CarBlockReader
+
     with _opened(args.file) as f:
         reader = CarBlockReader(
             f,
@@ -239,6 +244,8 @@ def _verify_failure(
     if failure is not None:
         return failure.reason, failure.offset
     if result.unverifiable and not allow_unverifiable:
+        from carmigrate.cid import hash_name
+
         names = ", ".join(sorted(hash_name(c) for c in result.unverifiable_hashes))
         msg = (
             f"{result.unverifiable} blocks use hash functions carmigrate cannot verify ({names}); "
@@ -250,6 +257,8 @@ def _verify_failure(
 
 @_guard
 def _verify(args: argparse.Namespace) -> int:
+    from carmigrate.car import verify_car
+
     with _opened(args.file) as f:
         result = verify_car(
             f,
@@ -323,6 +332,8 @@ def _summary_json(s: CarSummary) -> dict[str, object]:
 
 @_guard
 def _inspect(args: argparse.Namespace) -> int:
+    from carmigrate.car import inspect_car
+
     with _opened(args.file) as f:
         summary = inspect_car(
             f,
@@ -365,6 +376,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 @_guard
 def _index(args: argparse.Namespace) -> int:
+    from carmigrate.car import index_car
+
     out: Path = args.output
     if str(out) == "-":
         return fail(args, "a CARv2 must be written to a file, not -", kind="usage")
@@ -385,7 +398,7 @@ def _index(args: argparse.Namespace) -> int:
                 header = index_car(
                     f,
                     sink,
-                    index_codec=_CODECS[args.codec],
+                    index_codec=_codec(args.codec),
                     store_identity_cids=args.store_identity_cids,
                     verify=not args.no_verify,
                     limits=_limits(args),

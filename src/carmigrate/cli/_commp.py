@@ -8,7 +8,6 @@ import sys
 from typing import TYPE_CHECKING, BinaryIO
 
 from carmigrate.cli._output import fail
-from carmigrate.commp import commp
 
 if TYPE_CHECKING:
     from carmigrate.commp import PieceInfo
@@ -89,6 +88,13 @@ def _line(name: str, info: PieceInfo, as_json: bool) -> str:
     return (
         f"{info.cid_v1}  {info.cid_v2}  {info.padded_size}  {info.payload_size}  {name}"
     )
+
+
+def commp(source: BinaryIO | str, *, threads: int | None) -> PieceInfo:
+    """[carmigrate.commp.commp][], imported when a ``commp`` command runs."""
+    from carmigrate.commp import commp as compute
+
+    return compute(source, threads=threads)
 
 
 def _run(args: argparse.Namespace) -> int:

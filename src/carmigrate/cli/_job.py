@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from carmigrate.cli._output import fail
 from carmigrate.errors import CarmigrateError
-from carmigrate.recipes import job_status, run_osparc_import_job, start_detached
 
 if TYPE_CHECKING:
     import argparse
@@ -56,6 +55,8 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from carmigrate.recipes import job_status
+
     try:
         status = job_status(args.id)
     except CarmigrateError as e:
@@ -72,6 +73,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from carmigrate.recipes import job_status, run_osparc_import_job, start_detached
+
     try:
         if args.detach:
             job_status(args.id)  # exists

@@ -33,16 +33,51 @@ _GROUPS = (
 """Command modules, in help order; each has ``register(subparsers)``."""
 
 
-def _registrars() -> list[
-    Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
-]:
+_SLOW_GROUPS = {
+    "_recipe": (
+        "recipe",
+        "the real migrations: web3.storage uploads to w3up, Filecoin backfill",
+    ),
+}
+"""Groups whose parsers need heavy imports (the recipe registry): command, help.
+
+Unless their command runs (or the full parser is asked for), only the
+command's one-line help is registered, which is all ``carmigrate --help``
+shows; ``tests/cli/test_startup.py`` checks it matches the full parser's.
+"""
+
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _stub(command: str, text: str) -> Registrar:
+    def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        sub.add_parser(command, help=text)
+
+    return register
+
+
+def _registrars(command: str | None) -> list[Registrar]:
     regs = []
     for name in _GROUPS:
         if importlib.util.find_spec(f"carmigrate.cli.{name}") is None:
             continue  # a command group not installed in this build
+        slow = _SLOW_GROUPS.get(name)
+        if slow is not None and command is not None and command != slow[0]:
+            regs.append(_stub(*slow))
+            continue
         module = importlib.import_module(f"carmigrate.cli.{name}")
         regs.append(module.register)
     return regs
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The command word in ``argv`` (``""`` if none): the global options take no values."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return argv[i + 1] if i + 1 < len(argv) else ""
+        if not arg.startswith("-"):
+            return arg
+    return ""
 
 
 class _Version(argparse.Action):
@@ -58,8 +93,16 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the full argument parser (every command group registered)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser.
+
+    Args:
+        command: The command about to run, if known (``""`` for none, as for
+            ``carmigrate --help``). Command groups that are slow to build (the
+            recipes) are then fully built only if it is theirs; the others
+            list their commands with their help either way. ``None`` (the
+            default) builds every group in full.
+    """
     parser = JsonAwareParser(
         prog="carmigrate",
         description="Move content-addressed data between stores, verify it, "
@@ -87,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
     )
-    for register in _registrars():
+    for register in _registrars(command):
         register(sub)
     return parser
 
@@ -135,8 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Ctrl-C gives one line and exit code 130. With ``--json``, every error
         is also one JSON object on stdout (``{"error": {...}}``).
     """
-    remember_argv(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    remember_argv(words)
+    parser = build_parser(_command(words))
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     handler: Handler = args.handler

@@ -42,7 +42,6 @@ from carmigrate.cli._args import (
 from carmigrate.cli._output import fail
 from carmigrate.digests import algorithm_names
 from carmigrate.errors import CarmigrateError, PlanError
-from carmigrate.storage import check_store_options, is_local_url, open_store
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -345,6 +344,8 @@ def _store_options(
         ValueError: An option the store does not take, or a value of the
             wrong type (the message names the option as written).
     """
+    from carmigrate.storage import check_store_options
+
     out: list[dict[str, Any]] = []
     for side, url in (("source", source), ("destination", destination)):
         given: list[StoreOption] = getattr(args, f"{side}_options", [])
@@ -692,6 +693,8 @@ def _plan(args: argparse.Namespace) -> int:
             id_fields["offset"] = int(value)
         elif kind is migrate.IdKind.UUID:
             id_fields["namespace"] = value
+    from carmigrate.storage import is_local_url, open_store
+
     ids = migrate.IdRule(**id_fields)
     limits = _limits(args, migrate.Limits())
     transfer = migrate.TransferPolicy(

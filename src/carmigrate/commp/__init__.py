@@ -19,16 +19,23 @@ Spec: commp-spec §0-§6 (sizes, fr32, tree, zero commitments, PieceCID v1
 and v2); FRC-0069.
 """
 
+from typing import TYPE_CHECKING
+
+from carmigrate._lazy import lazy_names
+
+# chosen at import (CARMIGRATE_COMMP), so a bad choice fails the import itself
 from carmigrate.commp._backend import IMPLEMENTATION, available_implementations
-from carmigrate.commp._hasher import GO_MIN_PAYLOAD, PieceHasher, commp
-from carmigrate.commp._piece import PieceInfo, to_piece_cid_v1, to_piece_cid_v2
-from carmigrate.commp._sizes import (
-    MAX_HEIGHT,
-    MIN_HEIGHT,
-    PaddedPieceSize,
-    PayloadSize,
-    UnpaddedPieceSize,
-)
+
+if TYPE_CHECKING:
+    from carmigrate.commp._hasher import GO_MIN_PAYLOAD, PieceHasher, commp
+    from carmigrate.commp._piece import PieceInfo, to_piece_cid_v1, to_piece_cid_v2
+    from carmigrate.commp._sizes import (
+        MAX_HEIGHT,
+        MIN_HEIGHT,
+        PaddedPieceSize,
+        PayloadSize,
+        UnpaddedPieceSize,
+    )
 
 __all__ = [
     "GO_MIN_PAYLOAD",
@@ -45,3 +52,23 @@ __all__ = [
     "to_piece_cid_v1",
     "to_piece_cid_v2",
 ]
+
+# Names load from their submodules on first use (PEP 562): importing this
+# package costs nothing until one is used, so the command line starts fast.
+_SOURCES: dict[str, str] = {
+    "GO_MIN_PAYLOAD": "carmigrate.commp._hasher",
+    "MAX_HEIGHT": "carmigrate.commp._sizes",
+    "MIN_HEIGHT": "carmigrate.commp._sizes",
+    "PaddedPieceSize": "carmigrate.commp._sizes",
+    "PayloadSize": "carmigrate.commp._sizes",
+    "PieceHasher": "carmigrate.commp._hasher",
+    "PieceInfo": "carmigrate.commp._piece",
+    "UnpaddedPieceSize": "carmigrate.commp._sizes",
+    "commp": "carmigrate.commp._hasher",
+    "to_piece_cid_v1": "carmigrate.commp._piece",
+    "to_piece_cid_v2": "carmigrate.commp._piece",
+}
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above instead
+    __getattr__, __dir__ = lazy_names(__name__, _SOURCES)

@@ -27,45 +27,50 @@ group. Vendor errors are translated into [carmigrate.errors][] at each
 backend's boundary.
 """
 
-from carmigrate.storage._azure import AzureBlobStore, AzureTier
-from carmigrate.storage._base import (
-    COLD_STORAGE_CLASSES,
-    BufferLike,
-    Capabilities,
-    ObjectInfo,
-    PendingUpload,
-    RestoreStatus,
-    Store,
-    SupportsPresignedUrls,
-    SupportsRead,
-    SupportsRestore,
-    SupportsServerSideCopy,
-    SupportsTemporaryCleanup,
-    SupportsUploadCleanup,
-    TemporaryCleanup,
-    UploadCleanup,
-    WriteData,
-    capabilities_of,
-)
-from carmigrate.storage._fsspec import FsspecStore
-from carmigrate.storage._local import LocalStore
-from carmigrate.storage._memory import MemoryStore
-from carmigrate.storage._registry import (
-    ENTRY_POINT_GROUP,
-    check_store_options,
-    is_local_url,
-    open_store,
-)
-from carmigrate.storage._retry import RetryPolicy
-from carmigrate.storage._s3 import ConditionalWriteMode, S3Store
-from carmigrate.storage._unlisted import SupportsFullListing, Unmigratable
-from carmigrate.storage.ops import (
-    copy_object,
-    exists,
-    read_bytes,
-    restore_object,
-    write_bytes,
-)
+from typing import TYPE_CHECKING
+
+from carmigrate._lazy import lazy_names
+
+if TYPE_CHECKING:
+    from carmigrate.storage._azure import AzureBlobStore, AzureTier
+    from carmigrate.storage._base import (
+        COLD_STORAGE_CLASSES,
+        BufferLike,
+        Capabilities,
+        ObjectInfo,
+        PendingUpload,
+        RestoreStatus,
+        Store,
+        SupportsPresignedUrls,
+        SupportsRead,
+        SupportsRestore,
+        SupportsServerSideCopy,
+        SupportsTemporaryCleanup,
+        SupportsUploadCleanup,
+        TemporaryCleanup,
+        UploadCleanup,
+        WriteData,
+        capabilities_of,
+    )
+    from carmigrate.storage._fsspec import FsspecStore
+    from carmigrate.storage._local import LocalStore
+    from carmigrate.storage._memory import MemoryStore
+    from carmigrate.storage._registry import (
+        ENTRY_POINT_GROUP,
+        check_store_options,
+        is_local_url,
+        open_store,
+    )
+    from carmigrate.storage._retry import RetryPolicy
+    from carmigrate.storage._s3 import ConditionalWriteMode, S3Store
+    from carmigrate.storage._unlisted import SupportsFullListing, Unmigratable
+    from carmigrate.storage.ops import (
+        copy_object,
+        exists,
+        read_bytes,
+        restore_object,
+        write_bytes,
+    )
 
 __all__ = [
     "AzureBlobStore",
@@ -105,3 +110,48 @@ __all__ = [
     "restore_object",
     "write_bytes",
 ]
+
+# Names load from their submodules on first use (PEP 562): importing this
+# package costs nothing until one is used, so the command line starts fast.
+_SOURCES: dict[str, str] = {
+    "AzureBlobStore": "carmigrate.storage._azure",
+    "AzureTier": "carmigrate.storage._azure",
+    "BufferLike": "carmigrate.storage._base",
+    "COLD_STORAGE_CLASSES": "carmigrate.storage._base",
+    "Capabilities": "carmigrate.storage._base",
+    "ConditionalWriteMode": "carmigrate.storage._s3",
+    "ENTRY_POINT_GROUP": "carmigrate.storage._registry",
+    "FsspecStore": "carmigrate.storage._fsspec",
+    "LocalStore": "carmigrate.storage._local",
+    "MemoryStore": "carmigrate.storage._memory",
+    "ObjectInfo": "carmigrate.storage._base",
+    "PendingUpload": "carmigrate.storage._base",
+    "RestoreStatus": "carmigrate.storage._base",
+    "RetryPolicy": "carmigrate.storage._retry",
+    "S3Store": "carmigrate.storage._s3",
+    "Store": "carmigrate.storage._base",
+    "SupportsFullListing": "carmigrate.storage._unlisted",
+    "SupportsPresignedUrls": "carmigrate.storage._base",
+    "SupportsRead": "carmigrate.storage._base",
+    "SupportsRestore": "carmigrate.storage._base",
+    "SupportsServerSideCopy": "carmigrate.storage._base",
+    "SupportsTemporaryCleanup": "carmigrate.storage._base",
+    "SupportsUploadCleanup": "carmigrate.storage._base",
+    "TemporaryCleanup": "carmigrate.storage._base",
+    "Unmigratable": "carmigrate.storage._unlisted",
+    "UploadCleanup": "carmigrate.storage._base",
+    "WriteData": "carmigrate.storage._base",
+    "capabilities_of": "carmigrate.storage._base",
+    "check_store_options": "carmigrate.storage._registry",
+    "copy_object": "carmigrate.storage.ops",
+    "exists": "carmigrate.storage.ops",
+    "is_local_url": "carmigrate.storage._registry",
+    "open_store": "carmigrate.storage._registry",
+    "read_bytes": "carmigrate.storage.ops",
+    "restore_object": "carmigrate.storage.ops",
+    "write_bytes": "carmigrate.storage.ops",
+}
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above instead
+    __getattr__, __dir__ = lazy_names(__name__, _SOURCES)
